@@ -1,0 +1,38 @@
+#include <pybind11/pybind11.h>
+
+#include "core/error.h"
+#include "python/bindings.h"
+
+namespace py = pybind11;
+
+namespace {
+// The exception classes are defined in Python (pyllong/errors.py) so that they can
+// inherit from both pyllong.Error and the matching builtin (ValueError, OSError).
+void set_error(const char* cls, const char* what) {
+    py::object type = py::module_::import("pyllong.errors").attr(cls);
+    PyErr_SetString(type.ptr(), what);
+}
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+    m.doc() = "pyllong native core";
+    py::register_exception_translator([](std::exception_ptr p) {
+        try {
+            if (p) std::rethrow_exception(p);
+        } catch (const pyllong::GGUFError& e) {
+            set_error("GGUFError", e.what());
+        } catch (const pyllong::ContextOverflowError& e) {
+            set_error("ContextOverflowError", e.what());
+        } catch (const pyllong::InvalidArgument& e) {
+            set_error("InvalidArgumentError", e.what());
+        } catch (const pyllong::IOError& e) {
+            set_error("ModelIOError", e.what());
+        } catch (const pyllong::Error& e) {
+            set_error("Error", e.what());
+        }
+    });
+    pyllong::python::bind_gguf(m);
+    pyllong::python::bind_model(m);
+    pyllong::python::bind_quant(m);
+    pyllong::python::bind_tokenizer(m);
+}

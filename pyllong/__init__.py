@@ -1,0 +1,18 @@
+"""pyllong: local inference for quantized GGUF models with native long context."""
+import os as _os
+
+from .errors import (ContextOverflowError, Error, GGUFError, InvalidArgumentError, ModelIOError,
+                     PullError)
+from ._core import GGUFFile, GGUFStringArray, GGUFTensor, ModelFile
+
+# In a wheel, the repository's models/ folder is installed as pyllong/models; in a source
+# checkout it sits beside the package, so make it importable as pyllong.models too.
+if not _os.path.isdir(_os.path.join(_os.path.dirname(__file__), "models")):
+    __path__.append(_os.path.dirname(_os.path.dirname(_os.path.abspath(__file__))))  # noqa: F821
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ContextOverflowError", "Error", "GGUFError", "GGUFFile", "GGUFStringArray", "GGUFTensor",
+    "InvalidArgumentError", "ModelFile", "ModelIOError", "PullError",
+]

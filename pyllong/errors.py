@@ -1,0 +1,25 @@
+"""Exceptions raised by pyllong. The native core raises these same classes."""
+
+
+class Error(Exception):
+    """Base class of every pyllong error."""
+
+
+class GGUFError(Error, ValueError):
+    """A GGUF file is malformed, hostile or unsupported. The message names the field and byte offset."""
+
+
+class ContextOverflowError(Error, ValueError):
+    """The tokens do not fit in the context window."""
+
+
+class InvalidArgumentError(Error, ValueError):
+    """An option or argument is out of its valid range."""
+
+
+class ModelIOError(Error, OSError):
+    """A model file cannot be opened, read or mapped."""
+
+
+class PullError(Error, RuntimeError):
+    """A model could not be downloaded or verified."""
