@@ -1,0 +1,4 @@
+#include "quant/vec_dot.h"
+namespace pyllong::quant {
+void fill_dot_table_avx2(DotTable&) {}
+}
