@@ -126,3 +126,17 @@ def test_env_override_rejects_unknown_or_unsupported():
     for p in unsupported:  # empty on a CPU that has them all
         r = run_with_env(code, p)
         assert "ERR" in r.stdout
+
+
+def test_python_face_roundtrip_and_matmul():
+    from pyllong import quant
+    rng = np.random.default_rng(8)
+    w = rng.standard_normal((24, 256)).astype(np.float32)
+    raw = quant.quantize(w, "Q6_K")
+    assert raw.nbytes == 24 * quant.row_bytes("Q6_K", 256)
+    wd = quant.dequantize(bytes(raw), "Q6_K", w.shape)
+    assert wd.shape == w.shape and np.abs(wd - w).max() < 0.1
+    x = rng.standard_normal((2, 256)).astype(np.float32)
+    y = quant.matmul(raw, "Q6_K", w.shape, x, n_threads=2)
+    ref, bound = oracle("Q6_K", raw, 24, 256, x)
+    assert (np.abs(y - ref) <= bound).all()
