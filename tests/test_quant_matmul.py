@@ -140,3 +140,25 @@ def test_python_face_roundtrip_and_matmul():
     y = quant.matmul(raw, "Q6_K", w.shape, x, n_threads=2)
     ref, bound = oracle("Q6_K", raw, 24, 256, x)
     assert (np.abs(y - ref) <= bound).all()
+
+
+def test_pool_survives_mixed_thread_counts():
+    """Alternating 1..4 threads on one persistent pool, GEMV and GEMM: results stay
+    exact and nothing hangs (run in a subprocess so a deadlock fails instead of hanging)."""
+    code = """
+import numpy as np
+from pyllong import _core
+rng = np.random.default_rng(0)
+raw = _core.quantize("Q8_0", rng.standard_normal((300, 256)).astype(np.float32))
+x = rng.standard_normal((6, 256)).astype(np.float32)
+pool = _core.ThreadPool(4)
+ref = _core.matmul("Q8_0", raw, 300, 256, x, n_threads=1)
+for i in range(3000):
+    nt = 1 + (i * 7) % 4
+    xs = x if i % 3 else x[0]
+    y = _core.matmul("Q8_0", raw, 300, 256, xs, n_threads=nt, pool=pool)
+    assert np.array_equal(y, ref if i % 3 else ref[0]), i
+print("ok")
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
