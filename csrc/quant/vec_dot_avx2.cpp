@@ -214,6 +214,65 @@ float dot_q6_k(int64_t n, const void* w, const void* a) {
     return hsum(acc);
 }
 
+// Q2_K / Q3_K: 2-bit fields q_j = (qs[32h + l] >> 2j) & 3 are elements 128h + 32j + l;
+// each 32 elements span two 16-element sub-blocks (two scales, one per 128-bit lane).
+inline __m256i lane_scales(int lo, int hi) {
+    return _mm256_set_m128i(_mm_set1_epi16(static_cast<int16_t>(hi)), _mm_set1_epi16(static_cast<int16_t>(lo)));
+}
+
+float dot_q2_k(int64_t n, const void* w, const void* a) {
+    const auto* wb = static_cast<const BlockQ2_K*>(w);
+    const auto* ab = static_cast<const BlockQ8K*>(a);
+    const __m256i m2 = _mm256_set1_epi8(3);
+    __m256 acc = _mm256_setzero_ps();
+    float acc_m = 0;
+    for (int64_t i = 0; i < n / kQKK; ++i) {
+        const BlockQ2_K& b = wb[i];
+        int summ = 0;
+        for (int j = 0; j < 16; ++j) summ += (b.scales[j] >> 4) * ab[i].bsums[j];
+        __m256i sumi = _mm256_setzero_si256();
+        for (int h = 0; h < 2; ++h) {
+            const __m256i qv = load256(b.qs + 32 * h);
+            for (int j = 0; j < 4; ++j) {
+                const __m256i q = _mm256_and_si256(_mm256_srli_epi16(qv, 2 * j), m2);
+                const __m256i p = _mm256_maddubs_epi16(q, load256(ab[i].qs + 128 * h + 32 * j));  // 3*127*2
+                const int sb = 8 * h + 2 * j;
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, lane_scales(b.scales[sb] & 0xF, b.scales[sb + 1] & 0xF)));
+            }
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(ab[i].d * h2f(b.d)), _mm256_cvtepi32_ps(sumi), acc);
+        acc_m += ab[i].d * h2f(b.dmin) * static_cast<float>(summ);
+    }
+    return hsum(acc) - acc_m;
+}
+
+// Q3_K: q = lo2 + 4*hbit - 4 in [-4, 3]; the -4 is applied in int16 (exact).
+float dot_q3_k(int64_t n, const void* w, const void* a) {
+    const auto* wb = static_cast<const BlockQ3_K*>(w);
+    const auto* ab = static_cast<const BlockQ8K*>(a);
+    const __m256i m2 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1), k4 = _mm256_set1_epi8(4);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / kQKK; ++i) {
+        const BlockQ3_K& b = wb[i];
+        const __m256i hm = load256(b.hmask);
+        __m256i sumi = _mm256_setzero_si256();
+        for (int h = 0; h < 2; ++h) {
+            const __m256i qv = load256(b.qs + 32 * h);
+            for (int j = 0; j < 4; ++j) {
+                const __m256i lo = _mm256_and_si256(_mm256_srli_epi16(qv, 2 * j), m2);
+                const __m256i hb = _mm256_and_si256(_mm256_srli_epi16(hm, 4 * h + j), one);
+                const __m256i q = _mm256_or_si256(lo, _mm256_slli_epi16(hb, 2));  // 0..7
+                const __m256i av = load256(ab[i].qs + 128 * h + 32 * j);
+                const __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q, av), _mm256_maddubs_epi16(k4, av));
+                const int sb = 8 * h + 2 * j;
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, lane_scales(q3k_scale(sb, b.scales), q3k_scale(sb + 1, b.scales))));
+            }
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(ab[i].d * h2f(b.d)), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    return hsum(acc);
+}
+
 }  // namespace
 
 void fill_dot_table_avx2(DotTable& t) {
@@ -228,7 +287,8 @@ void fill_dot_table_avx2(DotTable& t) {
     t.set(GGMLType::Q4_K, dot_k4_family<BlockQ4_K, false>);
     t.set(GGMLType::Q5_K, dot_k4_family<BlockQ5_K, true>);
     t.set(GGMLType::Q6_K, dot_q6_k);
-    // Q2_K and Q3_K keep the scalar kernels for now.
+    t.set(GGMLType::Q2_K, dot_q2_k);
+    t.set(GGMLType::Q3_K, dot_q3_k);
 }
 
 }  // namespace pyllong::quant
