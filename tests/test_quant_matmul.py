@@ -94,6 +94,19 @@ def test_activation_quantization_is_absmax_int8():
         assert (np.abs(xa - xb) <= d * (0.5 + 1e-5)).all()
 
 
+@pytest.mark.parametrize("path", PATHS)
+def test_activation_quantization_identical_on_every_path(path):
+    """The oracle uses the activation values of the default path; every path must produce
+    the same bytes (same rounding), so one oracle serves all."""
+    rng = np.random.default_rng(9)
+    x = (rng.standard_normal(1024) * np.exp2(rng.integers(-20, 20, 1024))).astype(np.float32)
+    x[:32] = 0  # an all-zero block
+    for name in ("Q8_0", "Q4_K"):
+        a = _core.quantize_activation(name, x, simd="scalar")
+        b = _core.quantize_activation(name, x, simd=path)
+        np.testing.assert_array_equal(a.view(np.uint32), b.view(np.uint32))
+
+
 def test_bad_arguments_raise_typed_errors():
     raw = np.zeros(18 * 2, np.uint8)
     with pytest.raises(InvalidArgumentError):

@@ -43,7 +43,7 @@ void matmul(const QTensorView& W, const float* x, float* y, int64_t n_tok, Threa
         xq_buf.resize(act_rb * n_tok);
         uint8_t* dst = xq_buf.data();
         auto quantize_tokens = [&](int ith, int n) {
-            for (int64_t t = ith; t < n_tok; t += n) quant::quantize_activation_row(af, x + t * W.n_in, dst + t * act_rb, W.n_in);
+            for (int64_t t = ith; t < n_tok; t += n) table.quantize_act(af, x + t * W.n_in, dst + t * act_rb, W.n_in);
         };
         if (n_tok >= 4 && nth > 1) pool.run(nth, quantize_tokens);
         else quantize_tokens(0, 1);

@@ -66,14 +66,15 @@ quant::SimdPath path_or_default(const std::optional<std::string>& simd) {
 }
 
 // x: (n,) -> the activation values the dot kernels of weight type_name see, (n,) floats
-py::array_t<float> quantize_activation(const std::string& type_name, const F32Array& x) {
+py::array_t<float> quantize_activation(const std::string& type_name, const F32Array& x,
+                                       const std::optional<std::string>& simd) {
     const GGMLType t = quant::type_from_name(type_name);
     const int64_t n = x.size();
     quant::row_bytes(t, n);
     const quant::ActFormat af = quant::act_format(t);
     std::vector<uint8_t> buf(quant::act_row_bytes(af, n));
     py::array_t<float> out(n);
-    quant::quantize_activation_row(af, x.data(), buf.data(), n);
+    quant::dot_table(path_or_default(simd)).quantize_act(af, x.data(), buf.data(), n);
     quant::dequantize_activation_row(af, buf.data(), out.mutable_data(), n);
     return out;
 }
@@ -142,7 +143,7 @@ void bind_quant(py::module_& m) {
           py::arg("type_name"), py::arg("n"));
     m.def("block_elems", [](const std::string& t) { return quant::block_elems(quant::type_from_name(t)); },
           py::arg("type_name"));
-    m.def("quantize_activation", &quantize_activation, py::arg("type_name"), py::arg("x"),
+    m.def("quantize_activation", &quantize_activation, py::arg("type_name"), py::arg("x"), py::arg("simd") = py::none(),
           "The 8-bit-quantized activation values that type_name's dot kernels consume (as float32).");
     py::class_<ThreadPool>(m, "ThreadPool", "A persistent pool of worker threads for the kernels.")
         .def(py::init<int>(), py::arg("n_threads"))

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "gguf/types.h"
+#include "quant/activation.h"
 
 namespace pyllong::quant {
 
@@ -21,7 +22,11 @@ using VecDotRowsFn = void (*)(int64_t n, const void* w, const void* a, size_t a_
 enum class SimdPath { Scalar, Avx2, Avx512, Avx512Vnni };
 
 constexpr int kTypeSlots = 31;  // GGMLType ids 0..30
+// x: (n,) -> the activation row in format f; every path's version gives the same bytes.
+using ActQuantizeFn = void (*)(ActFormat f, const float* x, void* dst, int64_t n);
+
 struct DotTable {
+    ActQuantizeFn quantize_act = quantize_activation_row;
     VecDotFn fn[kTypeSlots] = {};
     VecDotRowsFn fn_rows[kTypeSlots] = {};  // optional: nullptr = use fn per row
     VecDotFn operator[](GGMLType t) const { return fn[static_cast<uint32_t>(t)]; }
@@ -47,6 +52,7 @@ const DotTable& dot_table(SimdPath p);
 // Per-ISA fillers, each in its own translation unit compiled with that ISA's flags.
 void fill_dot_table_scalar(DotTable& t);
 void fill_dot_table_avx2(DotTable& t);
+void fill_act_quantizer_avx2(DotTable& t);
 void fill_dot_table_avx512(DotTable& t, bool vnni);
 
 }  // namespace pyllong::quant
