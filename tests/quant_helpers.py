@@ -40,3 +40,9 @@ def random_blocks(name, n_blocks, rng, scale_exp_range=(-14, 15)):
 def gguf_dequantize(name, raw, n_elements):
     bs, ts = geometry(name)
     return gguf.quants.dequantize(np.ascontiguousarray(raw).reshape(1, -1), T[name]).reshape(n_elements)
+
+
+def seed_of(*parts):
+    """A reproducible seed from test parameters (str hash() is randomized per process)."""
+    import zlib
+    return zlib.crc32(repr(parts).encode())

@@ -19,15 +19,18 @@ SHAPES = [(1536, 576), (4096, 4096)]  # (n_out, n_in): SmolLM2 FFN up, a 7B squa
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--types", default="Q4_0,Q4_1,Q8_0,Q4_K,Q5_K,Q6_K,F16,F32")
+    ap.add_argument("--types", default="Q4_0,Q4_1,Q5_0,Q5_1,Q8_0,Q2_K,Q3_K,Q4_K,Q5_K,Q6_K,F16,BF16,F32")
     ap.add_argument("--paths", default=",".join(_core.simd_paths()))
     ap.add_argument("--cold-mb", type=float, default=128.0,
                     help="total size of the weight copies cycled through (0: one cache-resident copy)")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="report the best of this many medians (other processes on a shared machine "
+                         "only ever slow a run down)")
     ap.add_argument("--gemm-tokens", type=int, default=64, help="batch size of the GEMM measurement (0: skip)")
     args = ap.parse_args()
     rng = np.random.default_rng(0)
     pool = _core.ThreadPool(args.threads)
-    print(f"threads={args.threads}  cold-mb={args.cold_mb:g}  gemm-tokens={args.gemm_tokens}  "
+    print(f"threads={args.threads}  cold-mb={args.cold_mb:g}  gemm-tokens={args.gemm_tokens}  repeat={args.repeat}  "
           f"paths available: {', '.join(_core.simd_paths())}")
     print(f"{'type':6} {'path':11} {'shape':>11} {'GEMV us':>9} {'GEMV GB/s':>10} {'GEMM GFLOP/s':>13}")
     for name in args.types.split(","):
@@ -41,10 +44,12 @@ def main():
             xb = rng.standard_normal((max(args.gemm_tokens, 1), n_in)).astype(np.float32)
             for path in args.paths.split(","):
                 reps = max(50, 2 * n_copies)
-                t = _core.matmul_timed(name, ws, n_out, n_in, x1, args.threads, path, pool, reps)
+                t = min(_core.matmul_timed(name, ws, n_out, n_in, x1, args.threads, path, pool, reps)
+                        for _ in range(args.repeat))
                 gemm = ""
                 if args.gemm_tokens:
-                    tb = _core.matmul_timed(name, [w], n_out, n_in, xb, args.threads, path, pool, 5)
+                    tb = min(_core.matmul_timed(name, [w], n_out, n_in, xb, args.threads, path, pool, 5)
+                             for _ in range(args.repeat))
                     gemm = f"{2 * n_out * n_in * args.gemm_tokens / tb / 1e9:13.1f}"
                 print(f"{name:6} {path:11} {n_out:>5}x{n_in:<5} {t * 1e6:9.1f} {w.nbytes / t / 1e9:10.2f} {gemm}")
 
