@@ -14,13 +14,11 @@ namespace {
 // Tokens per tile in GEMM: a weight row is read from memory once per tile and reused
 // from L1 for every token of the tile, whose quantized activations stay in L2.
 constexpr int64_t kTokTile = 32;
-constexpr size_t kShortRowBytes = 1024;
 
 // Rows per work item: small enough that threads balance (and a thread slowed by another
 // process hands rows to the others), large enough that taking a chunk is cheap.
 int64_t row_chunk(int64_t n_out, int nth) {
-    // a multiple of 4 so that the 4-weight-row GEMV kernels cover whole chunks
-    return std::clamp<int64_t>(n_out / (8 * int64_t{nth}), 4, 64) / 4 * 4;
+    return std::clamp<int64_t>(n_out / (8 * int64_t{nth}), 4, 64);
 }
 }  // namespace
 
@@ -34,10 +32,6 @@ void matmul(const QTensorView& W, const float* x, float* y, int64_t n_tok, Threa
     const quant::DotTable& table = quant::dot_table(path);
     const quant::VecDotFn dot = table[W.type];
     const quant::VecDotRowsFn dot_rows = table.rows(W.type);
-    // Several weight rows per call pay off on short rows only (per-row overhead); on long
-    // rows the extra concurrent streams cost more than they save (measured: Q8_0 x 4096
-    // drops from ~31 to ~14 GB/s on one core).
-    const quant::VecDotWeightRowsFn dot_wrows = packed <= kShortRowBytes ? table.weight_rows(W.type) : nullptr;
     const int nth = n_threads <= 0 ? pool.size() : std::min(n_threads, pool.size());
 
     // Activations in the weight type's 8-bit format: (n_tok, act_rb) bytes.
@@ -65,18 +59,6 @@ void matmul(const QTensorView& W, const float* x, float* y, int64_t n_tok, Threa
             const int64_t r0 = c * chunk, r1 = std::min(W.n_out, r0 + chunk);
             for (int64_t t0 = 0; t0 < n_tok; t0 += kTokTile) {
                 const int64_t t1 = std::min(n_tok, t0 + kTokTile);
-                if (t1 - t0 < quant::kDotRows && dot_wrows) {  // few tokens: kDotRows weight rows per call
-                    int64_t r = r0;
-                    float out[quant::kDotRows];
-                    for (; r + quant::kDotRows <= r1; r += quant::kDotRows)
-                        for (int64_t t = t0; t < t1; ++t) {
-                            dot_wrows(W.n_in, w + r * stride, stride, xq + t * act_rb, out);
-                            for (int k = 0; k < quant::kDotRows; ++k) y[t * W.n_out + r + k] = out[k];
-                        }
-                    for (; r < r1; ++r)
-                        for (int64_t t = t0; t < t1; ++t) y[t * W.n_out + r] = dot(W.n_in, w + r * stride, xq + t * act_rb);
-                    continue;
-                }
                 for (int64_t r = r0; r < r1; ++r) {
                     const uint8_t* wr = w + r * stride;  // one row: packed bytes
                     int64_t t = t0;

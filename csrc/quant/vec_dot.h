@@ -22,10 +22,6 @@ using VecDotRowsFn = void (*)(int64_t n, const void* w, const void* a, size_t a_
 enum class SimdPath { Scalar, Avx2, Avx512, Avx512Vnni };
 
 constexpr int kTypeSlots = 31;  // GGMLType ids 0..30
-// One activation row against kDotRows weight rows (w + r * w_stride bytes), out:
-// (kDotRows,): GEMV with the per-row call and reduction overhead amortized.
-using VecDotWeightRowsFn = void (*)(int64_t n, const void* w, size_t w_stride, const void* a, float* out);
-
 // x: (n,) -> the activation row in format f; every path's version gives the same bytes.
 using ActQuantizeFn = void (*)(ActFormat f, const float* x, void* dst, int64_t n);
 
@@ -33,11 +29,8 @@ struct DotTable {
     ActQuantizeFn quantize_act = quantize_activation_row;
     VecDotFn fn[kTypeSlots] = {};
     VecDotRowsFn fn_rows[kTypeSlots] = {};  // optional: nullptr = use fn per row
-    VecDotWeightRowsFn fn_wrows[kTypeSlots] = {};  // optional: nullptr = use fn per row
     VecDotFn operator[](GGMLType t) const { return fn[static_cast<uint32_t>(t)]; }
     VecDotRowsFn rows(GGMLType t) const { return fn_rows[static_cast<uint32_t>(t)]; }
-    VecDotWeightRowsFn weight_rows(GGMLType t) const { return fn_wrows[static_cast<uint32_t>(t)]; }
-    void set_weight_rows(GGMLType t, VecDotWeightRowsFn f) { fn_wrows[static_cast<uint32_t>(t)] = f; }
     // A faster ISA may replace only the single-row kernel; the multi-row one of a lower
     // ISA (AVX2 on an AVX-512 CPU) then stays in use for GEMM. Both are tested per path.
     void set(GGMLType t, VecDotFn f) { fn[static_cast<uint32_t>(t)] = f; }

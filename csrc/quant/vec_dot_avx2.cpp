@@ -111,38 +111,32 @@ inline const Act* act_row(const void* a, size_t a_stride, int k) {
     return reinterpret_cast<const Act*>(static_cast<const uint8_t*>(a) + k * a_stride);
 }
 
-// The legacy kernels take NR weight rows (w + r * w_stride) and NT activation rows
-// (a + k * a_stride) and write out[r * NT + k]. NR = NT = 1 is the plain dot product;
-// NT = 4 reuses each unpacked weight block for 4 tokens (GEMM); NR = 4 amortizes the
-// per-row call and reduction over 4 rows (GEMV on short rows, e.g. 576 elements).
-// With a single row pair the float accumulation would be one dependency chain (fmadd
-// latency ~4 cycles per block), slower than the memory stream: kUnroll chains break it.
-template <int NR, int NT>
-constexpr int kUnroll = NR * NT == 1 ? 4 : 1;
+// For one activation row (GEMV) the float accumulations would form one dependency
+// chain per block (fmadd latency, ~4 cycles), slower than the memory stream; kUnroll
+// independent accumulators per row break it. With NT >= 4 rows the rows already do.
+template <int NT>
+constexpr int kUnroll = NT == 1 ? 4 : 1;
 
 // Symmetric: x = d * (q - offset). Signed levels make the integer sum exact.
-template <class Block, int kOffset, int NR, int NT>
-void dot_sym32(int64_t n, const void* w, size_t w_stride, const void* a, size_t a_stride, float* out) {
-    constexpr int U = kUnroll<NR, NT>;
-    const Block* wb[NR];     // NR x (n/32,)
-    const BlockQ8A* ab[NT];  // NT x (n/32,)
-    __m256 acc[NR][NT][U];
-    for (int r = 0; r < NR; ++r) wb[r] = reinterpret_cast<const Block*>(static_cast<const uint8_t*>(w) + r * w_stride);
-    for (int k = 0; k < NT; ++k) ab[k] = act_row<BlockQ8A>(a, a_stride, k);
-    for (int r = 0; r < NR; ++r)
-        for (int k = 0; k < NT; ++k)
-            for (int u = 0; u < U; ++u) acc[r][k][u] = _mm256_setzero_ps();
+template <class Block, int kOffset, int NT>
+void dot_sym32(int64_t n, const void* w, const void* a, size_t a_stride, float* out) {
+    constexpr int U = kUnroll<NT>;
+    const auto* wb = static_cast<const Block*>(w);  // (n/32,)
+    const BlockQ8A* ab[NT];                         // NT x (n/32,)
+    __m256 acc[NT][U];
+    for (int k = 0; k < NT; ++k) {
+        ab[k] = act_row<BlockQ8A>(a, a_stride, k);
+        for (int u = 0; u < U; ++u) acc[k][u] = _mm256_setzero_ps();
+    }
     auto step = [&](int64_t i, int u) {
-        for (int r = 0; r < NR; ++r) {
-            __m256i q;
-            if constexpr (kOffset == 0) q = load256(reinterpret_cast<const BlockQ8_0*>(&wb[r][i])->qs);
-            else q = _mm256_sub_epi8(levels_u(wb[r][i]), _mm256_set1_epi8(kOffset));
-            const __m256i qabs = _mm256_sign_epi8(q, q);
-            const float dw = h2f(wb[r][i].d);
-            for (int k = 0; k < NT; ++k) {
-                const __m256i sumi = dot_u8s8(qabs, _mm256_sign_epi8(load256(ab[k][i].qs), q));
-                acc[r][k][u] = _mm256_fmadd_ps(_mm256_set1_ps(dw * ab[k][i].d), _mm256_cvtepi32_ps(sumi), acc[r][k][u]);
-            }
+        __m256i q;
+        if constexpr (kOffset == 0) q = load256(reinterpret_cast<const BlockQ8_0*>(&wb[i])->qs);
+        else q = _mm256_sub_epi8(levels_u(wb[i]), _mm256_set1_epi8(kOffset));
+        const __m256i qabs = _mm256_sign_epi8(q, q);
+        const float dw = h2f(wb[i].d);
+        for (int k = 0; k < NT; ++k) {
+            const __m256i sumi = dot_u8s8(qabs, _mm256_sign_epi8(load256(ab[k][i].qs), q));
+            acc[k][u] = _mm256_fmadd_ps(_mm256_set1_ps(dw * ab[k][i].d), _mm256_cvtepi32_ps(sumi), acc[k][u]);
         }
     };
     const int64_t nb = n / kQK32;
@@ -152,67 +146,46 @@ void dot_sym32(int64_t n, const void* w, size_t w_stride, const void* a, size_t 
         for (int u = 0; u < U; ++u) step(i + u, u);  // constant u: accumulators stay in registers
     }
     for (; i < nb; ++i) step(i, 0);
-    for (int r = 0; r < NR; ++r)
-        for (int k = 0; k < NT; ++k) {
-            for (int u = 1; u < U; ++u) acc[r][k][0] = _mm256_add_ps(acc[r][k][0], acc[r][k][u]);
-            out[r * NT + k] = hsum(acc[r][k][0]);
-        }
+    for (int k = 0; k < NT; ++k) {
+        for (int u = 1; u < U; ++u) acc[k][0] = _mm256_add_ps(acc[k][0], acc[k][u]);
+        out[k] = hsum(acc[k][0]);
+    }
 }
 
 // Affine: x = d * q + m; <x, a> = d*d_a*<q, qa> + m * s_a.
-template <class Block, int NR, int NT>
-void dot_affine32(int64_t n, const void* w, size_t w_stride, const void* a, size_t a_stride, float* out) {
-    constexpr int U = kUnroll<NR, NT>;
-    const Block* wb[NR];
+template <class Block, int NT>
+void dot_affine32(int64_t n, const void* w, const void* a, size_t a_stride, float* out) {
+    constexpr int U = kUnroll<NT>;
+    const auto* wb = static_cast<const Block*>(w);
     const BlockQ8A* ab[NT];
-    __m256 acc[NR][NT][U];
-    float acc_m[NR][NT][U];
-    for (int r = 0; r < NR; ++r) wb[r] = reinterpret_cast<const Block*>(static_cast<const uint8_t*>(w) + r * w_stride);
-    for (int k = 0; k < NT; ++k) ab[k] = act_row<BlockQ8A>(a, a_stride, k);
-    for (int r = 0; r < NR; ++r)
-        for (int k = 0; k < NT; ++k)
-            for (int u = 0; u < U; ++u) { acc[r][k][u] = _mm256_setzero_ps(); acc_m[r][k][u] = 0; }
+    __m256 acc[NT][U];
+    float acc_m[NT][U];
+    for (int k = 0; k < NT; ++k) {
+        ab[k] = act_row<BlockQ8A>(a, a_stride, k);
+        for (int u = 0; u < U; ++u) { acc[k][u] = _mm256_setzero_ps(); acc_m[k][u] = 0; }
+    }
     auto step = [&](int64_t i, int u) {
-        for (int r = 0; r < NR; ++r) {
-            const __m256i q = levels_u(wb[r][i]);
-            const float dw = h2f(wb[r][i].d), mw = h2f(wb[r][i].m);
-            for (int k = 0; k < NT; ++k) {
-                const __m256i sumi = dot_u8s8(q, load256(ab[k][i].qs));  // q <= 31: exact
-                acc[r][k][u] = _mm256_fmadd_ps(_mm256_set1_ps(dw * ab[k][i].d), _mm256_cvtepi32_ps(sumi), acc[r][k][u]);
-                acc_m[r][k][u] += mw * ab[k][i].s;
-            }
+        const __m256i q = levels_u(wb[i]);
+        const float dw = h2f(wb[i].d), mw = h2f(wb[i].m);
+        for (int k = 0; k < NT; ++k) {
+            const __m256i sumi = dot_u8s8(q, load256(ab[k][i].qs));  // q <= 31: exact
+            acc[k][u] = _mm256_fmadd_ps(_mm256_set1_ps(dw * ab[k][i].d), _mm256_cvtepi32_ps(sumi), acc[k][u]);
+            acc_m[k][u] += mw * ab[k][i].s;
         }
     };
     const int64_t nb = n / kQK32;
     int64_t i = 0;
     for (; i + U <= nb; i += U) {
 #pragma GCC unroll 4
-        for (int u = 0; u < U; ++u) step(i + u, u);
+        for (int u = 0; u < U; ++u) step(i + u, u);  // constant u: accumulators stay in registers
     }
     for (; i < nb; ++i) step(i, 0);
-    for (int r = 0; r < NR; ++r)
-        for (int k = 0; k < NT; ++k) {
-            float m = 0;
-            for (int u = 1; u < U; ++u) acc[r][k][0] = _mm256_add_ps(acc[r][k][0], acc[r][k][u]);
-            for (int u = 0; u < U; ++u) m += acc_m[r][k][u];
-            out[r * NT + k] = hsum(acc[r][k][0]) + m;
-        }
-}
-
-// Adapters from the (w, w_stride, a, a_stride) form to the table's entry points.
-template <auto kKernel>
-float legacy_single(int64_t n, const void* w, const void* a) {
-    float out;
-    kKernel(n, w, 0, a, 0, &out);
-    return out;
-}
-template <auto kKernel>
-void legacy_tokens(int64_t n, const void* w, const void* a, size_t a_stride, float* out) {
-    kKernel(n, w, 0, a, a_stride, out);
-}
-template <auto kKernel>
-void legacy_wrows(int64_t n, const void* w, size_t w_stride, const void* a, float* out) {
-    kKernel(n, w, w_stride, a, 0, out);
+    for (int k = 0; k < NT; ++k) {
+        float m = 0;
+        for (int u = 1; u < U; ++u) acc[k][0] = _mm256_add_ps(acc[k][0], acc[k][u]);
+        for (int u = 0; u < U; ++u) m += acc_m[k][u];
+        out[k] = hsum(acc[k][0]) + m;
+    }
 }
 
 // ---- K-quants x BlockQ8K ------------------------------------------------------------
@@ -377,12 +350,6 @@ float dot_q3_k(int64_t n, const void* w, const void* a) {
     return hsum(acc);
 }
 
-template <auto kOne, auto kTokens, auto kWRows>
-void set_legacy(DotTable& t, GGMLType type) {
-    t.set(type, legacy_single<kOne>, legacy_tokens<kTokens>);
-    t.set_weight_rows(type, legacy_wrows<kWRows>);
-}
-
 }  // namespace
 
 void fill_dot_table_avx2(DotTable& t) {
@@ -392,11 +359,11 @@ void fill_dot_table_avx2(DotTable& t) {
     t.set(GGMLType::Q2_K, dot_q2_k);
     t.set(GGMLType::Q3_K, dot_q3_k);
     // Kernels with a multi-row form: GEMV entry (NT = 1) and the 4-row GEMM entry.
-    set_legacy<dot_sym32<BlockQ4_0, 8, 1, 1>, dot_sym32<BlockQ4_0, 8, 1, 4>, dot_sym32<BlockQ4_0, 8, 4, 1>>(t, GGMLType::Q4_0);
-    set_legacy<dot_sym32<BlockQ5_0, 16, 1, 1>, dot_sym32<BlockQ5_0, 16, 1, 4>, dot_sym32<BlockQ5_0, 16, 4, 1>>(t, GGMLType::Q5_0);
-    set_legacy<dot_sym32<BlockQ8_0, 0, 1, 1>, dot_sym32<BlockQ8_0, 0, 1, 4>, dot_sym32<BlockQ8_0, 0, 4, 1>>(t, GGMLType::Q8_0);
-    set_legacy<dot_affine32<BlockQ4_1, 1, 1>, dot_affine32<BlockQ4_1, 1, 4>, dot_affine32<BlockQ4_1, 4, 1>>(t, GGMLType::Q4_1);
-    set_legacy<dot_affine32<BlockQ5_1, 1, 1>, dot_affine32<BlockQ5_1, 1, 4>, dot_affine32<BlockQ5_1, 4, 1>>(t, GGMLType::Q5_1);
+    t.set(GGMLType::Q4_0, single<dot_sym32<BlockQ4_0, 8, 1>>, dot_sym32<BlockQ4_0, 8, 4>);
+    t.set(GGMLType::Q5_0, single<dot_sym32<BlockQ5_0, 16, 1>>, dot_sym32<BlockQ5_0, 16, 4>);
+    t.set(GGMLType::Q8_0, single<dot_sym32<BlockQ8_0, 0, 1>>, dot_sym32<BlockQ8_0, 0, 4>);
+    t.set(GGMLType::Q4_1, single<dot_affine32<BlockQ4_1, 1>>, dot_affine32<BlockQ4_1, 4>);
+    t.set(GGMLType::Q5_1, single<dot_affine32<BlockQ5_1, 1>>, dot_affine32<BlockQ5_1, 4>);
     t.set(GGMLType::Q4_K, single<dot_k4_family<BlockQ4_K, false, 1>>, dot_k4_family<BlockQ4_K, false, 4>);
     t.set(GGMLType::Q5_K, single<dot_k4_family<BlockQ5_K, true, 1>>, dot_k4_family<BlockQ5_K, true, 4>);
     t.set(GGMLType::Q6_K, single<dot_q6_k<1>>, dot_q6_k<4>);
