@@ -3,6 +3,7 @@
 // 2-byte alignment at most) and its size is checked against csrc/gguf/types.cpp.
 #pragma once
 #include <cstdint>
+#include <cstring>
 
 namespace pyllong::quant {
 
@@ -47,6 +48,19 @@ inline void k4_scale_min(int j, const uint8_t* s, uint8_t* sc, uint8_t* m) {
         *sc = (s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4);
         *m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
     }
+}
+
+// All 8 scales and 8 mins of a Q4_K / Q5_K block at once with 32-bit operations (what
+// k4_scale_min gives one by one): out[0..7] = scales, out[8..15] = mins.
+inline void k4_unpack_scales(const uint8_t* s, uint8_t* out) {
+    constexpr uint32_t kLow6 = 0x3f3f3f3f, kLow4 = 0x0f0f0f0f, kLow2 = 0x03030303;
+    uint32_t u[3], r[4];
+    std::memcpy(u, s, 12);
+    r[0] = u[0] & kLow6;                                      // sc 0..3
+    r[1] = (u[2] & kLow4) | (((u[0] >> 6) & kLow2) << 4);     // sc 4..7
+    r[2] = u[1] & kLow6;                                      // m 0..3
+    r[3] = ((u[2] >> 4) & kLow4) | (((u[1] >> 6) & kLow2) << 4);  // m 4..7
+    std::memcpy(out, r, 16);
 }
 
 // The signed 6-bit scale of sub-block j (0..15) of a Q3_K block.

@@ -197,17 +197,20 @@ void dot_k4_family(int64_t n, const void* w, const void* a, size_t a_stride, flo
     const auto* wb = static_cast<const Block*>(w);
     const BlockQ8K* ab[NT];
     __m256 acc[NT];
-    float acc_m[NT];
+    __m128 acc_m[NT];  // 4 lanes of mins x activation sums
     for (int k = 0; k < NT; ++k) {
         ab[k] = act_row<BlockQ8K>(a, a_stride, k);
         acc[k] = _mm256_setzero_ps();
-        acc_m[k] = 0;
+        acc_m[k] = _mm_setzero_ps();
     }
     const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
     for (int64_t i = 0; i < n / kQKK; ++i) {
         const Block& b = wb[i];
-        uint8_t sc[8], m[8];
-        for (int j = 0; j < 8; ++j) k4_scale_min(j, b.scales, &sc[j], &m[j]);
+        uint8_t scm[16];  // 8 scales, 8 mins
+        k4_unpack_scales(b.scales, scm);
+        const uint8_t* sc = scm;
+        // mins as int16, for <mins, sums of 32 activations> with madd
+        const __m128i mins16 = _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(scm + 8)));
         __m256i qh;
         if constexpr (kFifthBit) qh = load256(reinterpret_cast<const BlockQ5_K*>(&b)->qh);
         __m256i sumi[NT];
@@ -230,13 +233,19 @@ void dot_k4_family(int64_t n, const void* w, const void* a, size_t a_stride, flo
         }
         const float d = h2f(b.d), dmin = h2f(b.dmin);
         for (int k = 0; k < NT; ++k) {
-            int summ = 0;
-            for (int j = 0; j < 8; ++j) summ += m[j] * (ab[k][i].bsums[2 * j] + ab[k][i].bsums[2 * j + 1]);
+            // sums of 32 activations per sub-block (|.| <= 4064 fits int16), times the mins
+            const __m128i bs_lo = _mm_loadu_si128(reinterpret_cast<const __m128i*>(ab[k][i].bsums));
+            const __m128i bs_hi = _mm_loadu_si128(reinterpret_cast<const __m128i*>(ab[k][i].bsums + 8));
+            const __m128i summ4 = _mm_madd_epi16(mins16, _mm_hadd_epi16(bs_lo, bs_hi));  // 4 x int32
             acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(ab[k][i].d * d), _mm256_cvtepi32_ps(sumi[k]), acc[k]);
-            acc_m[k] += ab[k][i].d * dmin * static_cast<float>(summ);
+            acc_m[k] = _mm_fmadd_ps(_mm_set1_ps(ab[k][i].d * dmin), _mm_cvtepi32_ps(summ4), acc_m[k]);
         }
     }
-    for (int k = 0; k < NT; ++k) out[k] = hsum(acc[k]) - acc_m[k];
+    for (int k = 0; k < NT; ++k) {
+        __m128 m = _mm_add_ps(acc_m[k], _mm_movehl_ps(acc_m[k], acc_m[k]));
+        m = _mm_add_ss(m, _mm_movehdup_ps(m));
+        out[k] = hsum(acc[k]) - _mm_cvtss_f32(m);
+    }
 }
 
 // Q6_K: per 128-element half, ql (64 bytes) gives low nibbles, qh (32 bytes) 2 high bits;

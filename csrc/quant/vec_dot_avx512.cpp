@@ -144,15 +144,16 @@ float dot_k4_family(int64_t n, const void* w, const void* a) {
     const auto* ab = static_cast<const BlockQ8K*>(a);
     const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
     __m512 acc = _mm512_setzero_ps();
-    float acc_m = 0;
+    __m128 acc_m = _mm_setzero_ps();  // 4 lanes of mins x activation sums
     for (int64_t i = 0; i < n / kQKK; ++i) {
         const Block& b = wb[i];
-        uint8_t sc[8], m[8];
-        int summ = 0;
-        for (int j = 0; j < 8; ++j) {
-            k4_scale_min(j, b.scales, &sc[j], &m[j]);
-            summ += m[j] * (ab[i].bsums[2 * j] + ab[i].bsums[2 * j + 1]);
-        }
+        uint8_t sc[16];  // 8 scales, 8 mins
+        k4_unpack_scales(b.scales, sc);
+        // <mins, sums of 32 activations> (|sum| <= 4064 fits int16)
+        const __m128i mins16 = _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc + 8)));
+        const __m128i bs_lo = _mm_loadu_si128(reinterpret_cast<const __m128i*>(ab[i].bsums));
+        const __m128i bs_hi = _mm_loadu_si128(reinterpret_cast<const __m128i*>(ab[i].bsums + 8));
+        const __m128i summ4 = _mm_madd_epi16(mins16, _mm_hadd_epi16(bs_lo, bs_hi));
         __m256i qh;
         if constexpr (kFifthBit) qh = load256(reinterpret_cast<const BlockQ5_K*>(&b)->qh);
         __m512i sumi = _mm512_setzero_si512();
@@ -168,9 +169,11 @@ float dot_k4_family(int64_t n, const void* w, const void* a) {
             sumi = _mm512_add_epi32(sumi, _mm512_mullo_epi32(d4, join_scales_i32(sc[2 * j], sc[2 * j + 1])));
         }
         acc = _mm512_fmadd_ps(_mm512_set1_ps(ab[i].d * h2f(b.d)), _mm512_cvtepi32_ps(sumi), acc);
-        acc_m += ab[i].d * h2f(b.dmin) * static_cast<float>(summ);
+        acc_m = _mm_fmadd_ps(_mm_set1_ps(ab[i].d * h2f(b.dmin)), _mm_cvtepi32_ps(summ4), acc_m);
     }
-    return _mm512_reduce_add_ps(acc) - acc_m;
+    __m128 m = _mm_add_ps(acc_m, _mm_movehl_ps(acc_m, acc_m));
+    m = _mm_add_ss(m, _mm_movehdup_ps(m));
+    return _mm512_reduce_add_ps(acc) - _mm_cvtss_f32(m);
 }
 
 // Q6_K: q in [0, 64), x = d*sc*(q - 32); the -32 is subtracted from the exact int32 sums.
