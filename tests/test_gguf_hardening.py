@@ -94,6 +94,10 @@ def test_06_empty_key():
     rejects(GGUF(kvs=[kv("", U32, 1)]).build(), "kv[0].key", "empty key")
 
 
+def test_06_key_not_utf8():
+    rejects(GGUF(kvs=[kv(b"a\xfe", U32, 1)]).build(), "kv[0].key", "not valid UTF-8")
+
+
 def test_06_duplicate_key():
     g = tiny_llama()
     g.kvs.append(kv("general.name", STRING, "again"))
@@ -304,6 +308,10 @@ def test_15_tensor_name_beyond_file():
     rejects(bytes(data), "tensor[0].name", "exceeds")
 
 
+def test_15_tensor_name_not_utf8():
+    rejects(GGUF(tensors=[Tensor(b"\xfe\xff", [1], T_F32, b"\0" * 4)]).build(), "tensor[0].name", "not valid UTF-8")
+
+
 def test_15_duplicate_tensor_names():
     g = tiny_llama()
     g.tensors[1].name = g.tensors[0].name
@@ -499,3 +507,11 @@ def test_25_split_no_out_of_range():
     g = tiny_llama()
     g.kvs += [kv("split.no", U32, 5), kv("split.count", U32, 2)]
     rejects(g.build(), "split.no", "outside [0, 2)", model=True)
+
+
+def test_hostile_bytes_in_messages_do_not_break_the_error():
+    # The error quotes the file's bytes; invalid UTF-8 there must still give a GGUFError.
+    g = tiny_llama()
+    g.kvs = [KV("general.architecture", STRING, gguf_string(b"\xff\xfe-arch")) if k.key == "general.architecture"
+             else k for k in g.kvs]
+    rejects(g.build(), "general.architecture", "-arch' is not supported", model=True)
