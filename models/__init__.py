@@ -1,0 +1,1 @@
+"""Model registry and the synthetic-model builder (installed as `pyllong.models`)."""
