@@ -27,6 +27,7 @@ tensor draws from its own generator (seed, name), so editing one leaves the othe
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -352,14 +353,13 @@ def tensor_rng(seed: int, name: str) -> np.random.Generator:
 
 
 def random_values(t: TensorSpec, seed: int) -> np.ndarray:
-    """float32 values in numpy order. Scales keep activations O(1) through the layers:
-    weights ~ N(0, 1/fan_in), embeddings ~ N(0, 1), norm weights ~ 1 + N(0, 0.1^2), biases small."""
+    """float32 values in numpy order. Scales keep activations and logits O(1):
+    weights and embeddings ~ N(0, 1/n_in) (n_in = ne0, the row length), norm weights
+    ~ 1 + N(0, 0.1^2), biases ~ N(0, 0.1^2)."""
     rng = tensor_rng(seed, t.name)
     x = rng.standard_normal(t.numpy_shape, dtype=np.float32)
-    if t.kind == "weight":
+    if t.kind in ("weight", "embedding"):
         return x * np.float32(1.0 / np.sqrt(t.shape[0]))
-    if t.kind == "embedding":
-        return x
     if t.kind == "norm":
         return np.float32(1.0) + np.float32(0.1) * x
     return np.float32(0.1) * x  # bias, norm_bias
@@ -524,9 +524,19 @@ def cache_dir() -> str:
     return d
 
 
+@functools.lru_cache(maxsize=None)
+def _builder_fingerprint() -> str:
+    """Changes whenever the builder's code or corpus does, so stale cached files are not reused."""
+    h = hashlib.sha256()
+    for module in (__file__, sv.__file__, os.path.join(os.path.dirname(__file__), "_corpus.py")):
+        with open(module, "rb") as f:
+            h.update(f.read())
+    return h.hexdigest()
+
+
 def _cache_key(params: Mapping[str, Any]) -> str:
     desc = json.dumps({k: repr(v) for k, v in sorted(params.items())}, sort_keys=True)
-    desc += f"|gguf={getattr(gguf, '__version__', '?')}|spm={sv.have_sentencepiece()}|v=1"
+    desc += f"|gguf={getattr(gguf, '__version__', '?')}|spm={sv.have_sentencepiece()}|{_builder_fingerprint()}"
     return hashlib.sha256(desc.encode()).hexdigest()[:16]
 
 
