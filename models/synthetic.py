@@ -575,8 +575,20 @@ def spec_of(preset: str, **overrides) -> ModelSpec:
     return ModelSpec(**fields).resolved()
 
 
+def sentencepiece_processor_for(preset_or_spec: str | ModelSpec, **overrides):
+    """The `sentencepiece.SentencePieceProcessor` that an SPM model's vocabulary was trained as:
+    the exact reference tokenizer for its trained pieces (added tokens such as Phi-3's
+    `<|user|>` and padding are unknown to it). Needs `sentencepiece`."""
+    spec = spec_of(preset_or_spec, **overrides) if isinstance(preset_or_spec, str) else preset_or_spec.resolved()
+    if spec.vocab != "spm":
+        raise ValueError("only SPM vocabularies come from sentencepiece")
+    n_added = len(PHI3_ADDED_TOKENS) if spec.arch == "phi3" else 0
+    return sv.sentencepiece_processor(spec.n_vocab - n_added)
+
+
 __all__ = [
     "ARCHS", "QTYPES", "PRESETS", "ModelSpec", "Meta", "Tensor", "TensorSpec", "meta", "encode",
     "tensor_specs", "model_fields", "write_gguf", "build_model", "build_preset", "preset_params",
     "cached_model", "cached_preset", "cache_dir", "nan_first_scale", "spec_of", "make_vocab",
+    "sentencepiece_processor_for",
 ]

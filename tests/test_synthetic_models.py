@@ -212,3 +212,13 @@ def test_builtin_spm_fallback_is_valid(tmp_path):
     v = sv.spm_vocab(400, use_sentencepiece=False)
     assert len(v) == len(set(v.tokens)) == 400
     assert sum(t == sv.BYTE for t in v.types) == 256
+
+
+@pytest.mark.skipif(not sv.have_sentencepiece(), reason="sentencepiece not installed")
+@pytest.mark.parametrize("preset", ["tiny-llama-spm", "tiny-phi3"])
+def test_sentencepiece_processor_for_matches_the_gguf_pieces(preset, preset_files):
+    sp = syn.sentencepiece_processor_for(preset)
+    tokens = field_value(gguf.GGUFReader(preset_files[preset]), "tokenizer.ggml.tokens")
+    assert [sp.id_to_piece(i) for i in range(sp.get_piece_size())] == tokens[:sp.get_piece_size()]
+    ids = sp.encode("Hello world, the pass key is 68217.")
+    assert all(0 <= i < len(tokens) for i in ids)
