@@ -205,3 +205,12 @@ def test_matches_llama_cpp(preset, files):
     llm.eval(TOKENS)
     peer = np.array(llm.scores[:len(TOKENS)], dtype=np.float64)
     np.testing.assert_allclose(peer, reference_logits(files[preset], TOKENS), rtol=0, atol=2e-2)
+
+
+def test_rope_freqs_divide_the_frequencies(tmp_path):
+    # LLaMA-3.1-style rope_freqs.weight (n_rot/2,): pair i turns by angle / factor_i.
+    plain = syn.build_model(tmp_path / "p.gguf")
+    halved = syn.build_model(tmp_path / "h.gguf", override_tensors={"rope_freqs.weight": np.full(8, 0.5, np.float32)})
+    np.testing.assert_allclose(reference_logits(halved, TOKENS),
+                               reference_logits(plain, TOKENS, positions=np.arange(len(TOKENS)) * 2),
+                               rtol=0, atol=1e-10)
