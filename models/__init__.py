@@ -1,1 +1,1 @@
-"""Model registry (what `pyllong pull` knows) and the synthetic-model builder used by tests."""
+"""Model registry (what `pyllong pull` knows) and the synthetic-model builder used by tests (installed as `pyllong.models`)."""
