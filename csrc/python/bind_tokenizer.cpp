@@ -21,11 +21,18 @@ namespace {
 // switch.
 constexpr size_t kReleaseGilBytes = 4096;
 
-// Owns the file the vocab's string views point into, then the tokenizer over it.
+// Owns the file the vocab's string views point into, then the tokenizer over it. The
+// vocab is the model file's, or (for a bare, vocabulary-only GGUF) one of its own.
 struct BoundTokenizer {
-    std::shared_ptr<ModelFile> file;
+    std::shared_ptr<ModelFile> file;   // null when built from a bare GGUF file
+    std::shared_ptr<GGUFFile> gguf;    // the mapped bytes in either case
+    std::unique_ptr<Vocab> own_vocab;  // set when built from a bare GGUF file
     Tokenizer tokenizer;
-    explicit BoundTokenizer(std::shared_ptr<ModelFile> f) : file(std::move(f)), tokenizer(file->vocab()) {}
+
+    explicit BoundTokenizer(std::shared_ptr<ModelFile> f)
+        : file(std::move(f)), gguf(file->shards().front()), tokenizer(file->vocab()) {}
+    BoundTokenizer(std::shared_ptr<GGUFFile> g, std::unique_ptr<Vocab> v)
+        : gguf(std::move(g)), own_vocab(std::move(v)), tokenizer(*own_vocab) {}
 };
 
 // The UTF-8 bytes of a str (lone surrogates pass through as their 3-byte forms, which
@@ -75,6 +82,10 @@ void bind_tokenizer(py::module_& m) {
         "The tokenizer of a GGUF vocabulary (SPM or byte-level BPE), equal to llama.cpp's.")
         .def(py::init([](std::shared_ptr<ModelFile> f) { return std::make_shared<BoundTokenizer>(std::move(f)); }),
              py::arg("model_file"))
+        .def(py::init([](std::shared_ptr<GGUFFile> g) {
+            auto vocab = std::make_unique<Vocab>(read_vocab(*g));
+            return std::make_shared<BoundTokenizer>(std::move(g), std::move(vocab));
+        }), py::arg("gguf_file"), "From a GGUF file holding only a vocabulary (no model needed).")
         .def(py::init([](const std::string& path) {
             std::shared_ptr<ModelFile> f;
             {
@@ -125,7 +136,8 @@ void bind_tokenizer(py::module_& m) {
         .def_property_readonly("add_eos", [](const BoundTokenizer& t) { return t.tokenizer.vocab().add_eos; })
         .def_property_readonly("model", [](const BoundTokenizer& t) { return t.tokenizer.vocab().model; })
         .def_property_readonly("pre", [](const BoundTokenizer& t) { return t.tokenizer.vocab().pre; })
-        .def_property_readonly("model_file", [](const BoundTokenizer& t) { return t.file; });
+        .def_property_readonly("model_file", [](const BoundTokenizer& t) { return t.file; },
+                               "The ModelFile this tokenizer came from, or None for a bare GGUF file.");
 }
 
 }  // namespace pyllong::python
