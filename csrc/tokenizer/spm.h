@@ -1,0 +1,36 @@
+// SentencePiece-style BPE (tokenizer.ggml.model "llama"), llama.cpp's algorithm: start
+// from the characters, repeatedly merge the adjacent pair whose concatenation is the
+// highest-scoring token, and spell characters the vocabulary lacks as <0xNN> byte tokens.
+// Equal to `sentencepiece` for BPE models with byte_fallback. Immutable after
+// construction.
+#pragma once
+#include <array>
+#include <cstdint>
+#include <string_view>
+#include <vector>
+
+#include "tokenizer/vocab.h"
+
+namespace pyllong {
+
+class SpmModel {
+public:
+    // Keeps a reference to `vocab`, which must outlive this model.
+    explicit SpmModel(const Vocab& vocab);
+
+    // Appends the tokens of `text` to `out`. `text` is already escaped (spaces are U+2581,
+    // the space prefix added). Bytes of malformed UTF-8 are characters of their own, so
+    // they reach the byte fallback unchanged.
+    //
+    // A character outside the vocabulary becomes its <0xNN> byte tokens; in a vocabulary
+    // without byte tokens it becomes the unknown token once (nothing if there is none).
+    void encode(std::string_view text, std::vector<int32_t>& out) const;
+
+private:
+    void append_unknown(std::string_view chars, std::vector<int32_t>& out) const;
+
+    const Vocab& vocab_;
+    std::array<int32_t, 256> byte_token_{};  // <0xNN> ids, -1 when absent
+};
+
+}  // namespace pyllong
