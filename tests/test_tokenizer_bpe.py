@@ -10,8 +10,8 @@ import threading
 
 import pytest
 
-gguf = pytest.importorskip("gguf")
-tokenizers = pytest.importorskip("tokenizers")
+import gguf
+import tokenizers
 from tokenizers import AddedToken, Regex, decoders, models, pre_tokenizers  # noqa: E402
 
 from pyllong import _core  # noqa: E402

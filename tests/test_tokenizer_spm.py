@@ -10,8 +10,8 @@ import io
 
 import pytest
 
-spm = pytest.importorskip("sentencepiece")
-gguf = pytest.importorskip("gguf")
+import sentencepiece as spm
+import gguf
 
 from pyllong import _core  # noqa: E402
 from pyllong.errors import InvalidArgumentError  # noqa: E402
