@@ -16,12 +16,13 @@ SpmModel::SpmModel(const Vocab& vocab) : vocab_(vocab) {
     }
 }
 
-void SpmModel::append_unknown(std::string_view chars, std::vector<int32_t>& out) const {
+bool SpmModel::append_unknown(std::string_view chars, bool after_unknown, std::vector<int32_t>& out) const {
     if (byte_token_[uint8_t(chars[0])] >= 0) {
         for (char c : chars) out.push_back(byte_token_[uint8_t(c)]);  // all 256 exist (Vocab checks)
-    } else if (vocab_.unk >= 0) {
-        out.push_back(vocab_.unk);
+        return false;
     }
+    if (vocab_.unk >= 0 && !after_unknown) out.push_back(vocab_.unk);
+    return true;
 }
 
 void SpmModel::encode(std::string_view text, std::vector<int32_t>& out) const {
@@ -79,11 +80,16 @@ void SpmModel::encode(std::string_view text, std::vector<int32_t>& out) const {
         consider(c.left, l.next);
     }
 
+    bool after_unknown = false;
     for (int32_t i = 0; i >= 0; i = sym[i].next) {
         const std::string_view piece = text.substr(sym[i].off, sym[i].len);
         auto it = vocab_.token_to_id.find(piece);
-        if (it != vocab_.token_to_id.end()) out.push_back(it->second);
-        else append_unknown(piece, out);  // only single characters are left unmatched
+        if (it != vocab_.token_to_id.end()) {
+            out.push_back(it->second);
+            after_unknown = false;
+        } else {
+            after_unknown = append_unknown(piece, after_unknown, out);  // only single chars are left unmatched
+        }
     }
 }
 

@@ -23,11 +23,14 @@ public:
     // they reach the byte fallback unchanged.
     //
     // A character outside the vocabulary becomes its <0xNN> byte tokens; in a vocabulary
-    // without byte tokens it becomes the unknown token once (nothing if there is none).
+    // without byte tokens a run of such characters becomes one unknown token, as in
+    // sentencepiece (nothing if the vocabulary has no unknown token).
     void encode(std::string_view text, std::vector<int32_t>& out) const;
 
 private:
-    void append_unknown(std::string_view chars, std::vector<int32_t>& out) const;
+    // Appends the tokens of an unmatched character; returns whether it was spelled as the
+    // unknown token (so that the next unmatched one is folded into it).
+    bool append_unknown(std::string_view chars, bool after_unknown, std::vector<int32_t>& out) const;
 
     const Vocab& vocab_;
     std::array<int32_t, 256> byte_token_{};  // <0xNN> ids, -1 when absent
