@@ -1,5 +1,6 @@
 #include "tokenizer/spm.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <queue>
 
@@ -37,9 +38,7 @@ void SpmModel::encode(std::string_view text, std::vector<int32_t>& out) const {
     std::vector<Symbol> sym;
     sym.reserve(text.size());
     for (size_t pos = 0; pos < text.size();) {
-        uint32_t cpt;
-        size_t len = unicode::decode_one(text, pos, &cpt);
-        if (len == 0) len = 1;
+        const size_t len = std::min(unicode::sequence_length(uint8_t(text[pos])), text.size() - pos);
         const int32_t i = int32_t(sym.size());
         sym.push_back({pos, len, i - 1, -1});
         if (i > 0) sym[i - 1].next = i;

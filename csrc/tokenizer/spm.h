@@ -19,8 +19,9 @@ public:
     explicit SpmModel(const Vocab& vocab);
 
     // Appends the tokens of `text` to `out`. `text` is already escaped (spaces are U+2581,
-    // the space prefix added). Bytes of malformed UTF-8 are characters of their own, so
-    // they reach the byte fallback unchanged.
+    // the space prefix added). Characters are cut by their lead byte alone, as llama.cpp
+    // does, so malformed UTF-8 makes a few odd characters that reach the byte fallback
+    // unchanged (the bytes always round-trip).
     //
     // A character outside the vocabulary becomes its <0xNN> byte tokens; in a vocabulary
     // without byte tokens a run of such characters becomes one unknown token, as in
