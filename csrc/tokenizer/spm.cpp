@@ -1,5 +1,6 @@
 #include "tokenizer/spm.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <queue>
 
@@ -16,12 +17,13 @@ SpmModel::SpmModel(const Vocab& vocab) : vocab_(vocab) {
     }
 }
 
-void SpmModel::append_unknown(std::string_view chars, std::vector<int32_t>& out) const {
+bool SpmModel::append_unknown(std::string_view chars, bool after_unknown, std::vector<int32_t>& out) const {
     if (byte_token_[uint8_t(chars[0])] >= 0) {
         for (char c : chars) out.push_back(byte_token_[uint8_t(c)]);  // all 256 exist (Vocab checks)
-    } else if (vocab_.unk >= 0) {
-        out.push_back(vocab_.unk);
+        return false;
     }
+    if (vocab_.unk >= 0 && !after_unknown) out.push_back(vocab_.unk);
+    return true;
 }
 
 void SpmModel::encode(std::string_view text, std::vector<int32_t>& out) const {
@@ -36,9 +38,7 @@ void SpmModel::encode(std::string_view text, std::vector<int32_t>& out) const {
     std::vector<Symbol> sym;
     sym.reserve(text.size());
     for (size_t pos = 0; pos < text.size();) {
-        uint32_t cpt;
-        size_t len = unicode::decode_one(text, pos, &cpt);
-        if (len == 0) len = 1;
+        const size_t len = std::min(unicode::sequence_length(uint8_t(text[pos])), text.size() - pos);
         const int32_t i = int32_t(sym.size());
         sym.push_back({pos, len, i - 1, -1});
         if (i > 0) sym[i - 1].next = i;
@@ -79,11 +79,16 @@ void SpmModel::encode(std::string_view text, std::vector<int32_t>& out) const {
         consider(c.left, l.next);
     }
 
+    bool after_unknown = false;
     for (int32_t i = 0; i >= 0; i = sym[i].next) {
         const std::string_view piece = text.substr(sym[i].off, sym[i].len);
         auto it = vocab_.token_to_id.find(piece);
-        if (it != vocab_.token_to_id.end()) out.push_back(it->second);
-        else append_unknown(piece, out);  // only single characters are left unmatched
+        if (it != vocab_.token_to_id.end()) {
+            out.push_back(it->second);
+            after_unknown = false;
+        } else {
+            after_unknown = append_unknown(piece, after_unknown, out);  // only single chars are left unmatched
+        }
     }
 }
 

@@ -19,15 +19,19 @@ public:
     explicit SpmModel(const Vocab& vocab);
 
     // Appends the tokens of `text` to `out`. `text` is already escaped (spaces are U+2581,
-    // the space prefix added). Bytes of malformed UTF-8 are characters of their own, so
-    // they reach the byte fallback unchanged.
+    // the space prefix added). Characters are cut by their lead byte alone, as llama.cpp
+    // does, so malformed UTF-8 makes a few odd characters that reach the byte fallback
+    // unchanged (the bytes always round-trip).
     //
     // A character outside the vocabulary becomes its <0xNN> byte tokens; in a vocabulary
-    // without byte tokens it becomes the unknown token once (nothing if there is none).
+    // without byte tokens a run of such characters becomes one unknown token, as in
+    // sentencepiece (nothing if the vocabulary has no unknown token).
     void encode(std::string_view text, std::vector<int32_t>& out) const;
 
 private:
-    void append_unknown(std::string_view chars, std::vector<int32_t>& out) const;
+    // Appends the tokens of an unmatched character; returns whether it was spelled as the
+    // unknown token (so that the next unmatched one is folded into it).
+    bool append_unknown(std::string_view chars, bool after_unknown, std::vector<int32_t>& out) const;
 
     const Vocab& vocab_;
     std::array<int32_t, 256> byte_token_{};  // <0xNN> ids, -1 when absent

@@ -15,6 +15,12 @@ constexpr uint32_t kReplacementChar = 0xFFFD;
 // code point above U+10FFFF). `*cpt` receives the code point when the result is > 0.
 size_t decode_one(std::string_view text, size_t pos, uint32_t* cpt);
 
+// Length of a UTF-8 sequence as its lead byte announces it (1 for a continuation byte,
+// 4 for 0xF8..0xFF), without checking what follows.
+inline size_t sequence_length(uint8_t lead) {
+    return lead < 0xC0 ? 1 : lead < 0xE0 ? 2 : lead < 0xF0 ? 3 : 4;
+}
+
 // Code points of `text`. Each byte that does not start a well-formed sequence becomes
 // U+FFFD on its own, as llama.cpp does, so arbitrary bytes never fail.
 std::vector<uint32_t> decode_utf8_lossy(std::string_view text);
