@@ -1,0 +1,33 @@
+// y = W x over a quantized weight matrix, for one token (GEMV, decode) or a batch
+// (GEMM, prefill). W is in ggml layout: n_out rows of n_in contiguous elements.
+// Activations are quantized once per call to the 8-bit block format the weight type's
+// dot product consumes; rows are split over the pool's threads.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "core/thread_pool.h"
+#include "gguf/types.h"
+#include "quant/vec_dot.h"
+
+namespace pyllong {
+
+struct QTensorView {
+    GGMLType type;
+    const void* data;  // (n_out, row_stride) bytes
+    int64_t n_in;      // ne[0]: elements per row (a multiple of the type's block)
+    int64_t n_out;     // ne[1]: rows
+    size_t row_stride; // bytes from one row to the next; 0 = packed (row_bytes(type, n_in))
+};
+
+// x: (n_tok, n_in) floats, y: (n_tok, n_out) floats. n_threads <= 0 means pool.size().
+// Throws InvalidArgument on an unsupported type, a row length that is not whole blocks,
+// or an unsupported SIMD path.
+void matmul(const QTensorView& W, const float* x, float* y, int64_t n_tok, ThreadPool& pool,
+            int n_threads, quant::SimdPath path);
+inline void matmul(const QTensorView& W, const float* x, float* y, int64_t n_tok, ThreadPool& pool,
+                   int n_threads = 0) {
+    matmul(W, x, y, n_tok, pool, n_threads, quant::default_simd_path());
+}
+
+}  // namespace pyllong

@@ -1,0 +1,234 @@
+// AVX2 dot products (compiled with -mavx2 -mfma -mf16c; run only when CPUID has them).
+// Integer products use maddubs (u8 x s8 -> s16 pairs) and madd (-> s32); every integer
+// sum stays exact (bounds noted beside each), only the block scaling is float.
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "core/fp16.h"
+#include "quant/blocks.h"
+#include "quant/vec_dot.h"
+
+namespace pyllong::quant {
+
+namespace {
+
+// Hardware fp16 -> f32 (F16C); the portable core/fp16.h version is branchy and would
+// dominate the per-block cost.
+inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
+
+inline __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+
+inline float hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+// 16 bytes of packed nibbles -> 32 bytes: element l (< 16) = low nibble of qs[l],
+// element 16 + l = high nibble (the legacy formats' order).
+inline __m256i nibbles32(const uint8_t* qs) {
+    const __m128i t = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+    return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(t, 4), t), _mm256_set1_epi8(0x0F));
+}
+
+// 32 bits -> 32 bytes, 0x10 where the bit is set (the fifth bit of Q5_0 / Q5_1).
+inline __m256i fifth_bits32(const uint8_t* qh4) {
+    uint32_t x;
+    std::memcpy(&x, qh4, 4);
+    const __m256i shuf = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0);
+    __m256i bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int>(x)), shuf);  // byte k = source byte k/8
+    const __m256i bit = _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe);  // all ones except bit k%8 of byte k
+    bytes = _mm256_cmpeq_epi8(_mm256_or_si256(bytes, bit), _mm256_set1_epi64x(-1));
+    return _mm256_and_si256(bytes, _mm256_set1_epi8(0x10));
+}
+
+// Sums of 4 adjacent u8*s8 products as 8 int32. |sum| <= 4 * 255 * 127 when u8 < 256;
+// the maddubs s16 stage is exact when u8 * 127 * 2 < 32768 (u8 <= 128).
+inline __m256i dot_u8s8(__m256i u, __m256i s) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+}
+// Signed x signed via |x| and sign(y, x); x >= -128 and y > -128 (activations are >= -127).
+inline __m256i dot_s8s8(__m256i x, __m256i y) { return dot_u8s8(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x)); }
+
+// ---- float weights: F32, F16, BF16 x f32 activations ------------------------------
+
+// load8(i): 8 weights from element i as floats; one(i): weight i as a float (tail).
+template <class Load8, class One>
+float dot_float_weights(int64_t n, const float* x, Load8 load8, One one) {
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        acc0 = _mm256_fmadd_ps(load8(i), _mm256_loadu_ps(x + i), acc0);
+        acc1 = _mm256_fmadd_ps(load8(i + 8), _mm256_loadu_ps(x + i + 8), acc1);
+    }
+    float s = hsum(_mm256_add_ps(acc0, acc1));
+    for (; i < n; ++i) s += one(i) * x[i];
+    return s;
+}
+
+float dot_f32(int64_t n, const void* w, const void* a) {
+    const auto* wf = static_cast<const float*>(w);
+    return dot_float_weights(
+        n, static_cast<const float*>(a), [wf](int64_t i) { return _mm256_loadu_ps(wf + i); },
+        [wf](int64_t i) { return wf[i]; });
+}
+
+float dot_f16(int64_t n, const void* w, const void* a) {
+    const auto* wh = static_cast<const uint16_t*>(w);
+    return dot_float_weights(
+        n, static_cast<const float*>(a),
+        [wh](int64_t i) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wh + i))); },
+        [wh](int64_t i) { return fp16_to_fp32(wh[i]); });
+}
+
+float dot_bf16(int64_t n, const void* w, const void* a) {
+    const auto* wh = static_cast<const uint16_t*>(w);
+    return dot_float_weights(
+        n, static_cast<const float*>(a),
+        [wh](int64_t i) {
+            const __m256i u = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wh + i)));
+            return _mm256_castsi256_ps(_mm256_slli_epi32(u, 16));
+        },
+        [wh](int64_t i) { return bf16_to_fp32(wh[i]); });
+}
+
+// ---- 32-element blocks x BlockQ8A --------------------------------------------------
+
+// Unsigned levels of a legacy block: (32,) bytes in [0, 2^bits).
+template <class Block> __m256i levels_u(const Block& b);
+template <> inline __m256i levels_u(const BlockQ4_0& b) { return nibbles32(b.qs); }
+template <> inline __m256i levels_u(const BlockQ4_1& b) { return nibbles32(b.qs); }
+template <> inline __m256i levels_u(const BlockQ5_0& b) { return _mm256_or_si256(nibbles32(b.qs), fifth_bits32(b.qh)); }
+template <> inline __m256i levels_u(const BlockQ5_1& b) { return _mm256_or_si256(nibbles32(b.qs), fifth_bits32(b.qh)); }
+
+// Symmetric: x = d * (q - offset). Signed levels make the integer sum exact.
+template <class Block, int kOffset>
+float dot_sym32(int64_t n, const void* w, const void* a) {
+    const auto* wb = static_cast<const Block*>(w);     // (n/32,)
+    const auto* ab = static_cast<const BlockQ8A*>(a);  // (n/32,)
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / kQK32; ++i) {
+        __m256i q;
+        if constexpr (kOffset == 0) q = load256(reinterpret_cast<const BlockQ8_0*>(&wb[i])->qs);
+        else q = _mm256_sub_epi8(levels_u(wb[i]), _mm256_set1_epi8(kOffset));
+        const __m256i sumi = dot_s8s8(q, load256(ab[i].qs));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(wb[i].d) * ab[i].d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    return hsum(acc);
+}
+
+// Affine: x = d * q + m; <x, a> = d*d_a*<q, qa> + m * s_a.
+template <class Block>
+float dot_affine32(int64_t n, const void* w, const void* a) {
+    const auto* wb = static_cast<const Block*>(w);
+    const auto* ab = static_cast<const BlockQ8A*>(a);
+    __m256 acc = _mm256_setzero_ps();
+    float acc_m = 0;
+    for (int64_t i = 0; i < n / kQK32; ++i) {
+        const __m256i sumi = dot_u8s8(levels_u(wb[i]), load256(ab[i].qs));  // q <= 31: exact
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(wb[i].d) * ab[i].d), _mm256_cvtepi32_ps(sumi), acc);
+        acc_m += h2f(wb[i].m) * ab[i].s;
+    }
+    return hsum(acc) + acc_m;
+}
+
+// ---- K-quants x BlockQ8K ------------------------------------------------------------
+
+// Q4_K / Q5_K: 8 sub-blocks of 32; sub-blocks 2j and 2j+1 are the low and high nibbles
+// of qs[32j .. 32j+32). For Q5_K, bit s of qh[l] is bit 4 of sub-block s.
+template <class Block, bool kFifthBit>
+float dot_k4_family(int64_t n, const void* w, const void* a) {
+    const auto* wb = static_cast<const Block*>(w);
+    const auto* ab = static_cast<const BlockQ8K*>(a);
+    const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+    __m256 acc = _mm256_setzero_ps();
+    float acc_m = 0;
+    for (int64_t i = 0; i < n / kQKK; ++i) {
+        const Block& b = wb[i];
+        uint8_t sc[8], m[8];
+        int summ = 0;
+        for (int j = 0; j < 8; ++j) {
+            k4_scale_min(j, b.scales, &sc[j], &m[j]);
+            summ += m[j] * (ab[i].bsums[2 * j] + ab[i].bsums[2 * j + 1]);
+        }
+        __m256i qh;
+        if constexpr (kFifthBit) qh = load256(reinterpret_cast<const BlockQ5_K*>(&b)->qh);
+        __m256i sumi = _mm256_setzero_si256();
+        for (int j = 0; j < 4; ++j) {
+            const __m256i bytes = load256(b.qs + 32 * j);
+            __m256i lo = _mm256_and_si256(bytes, m4);
+            __m256i hi = _mm256_and_si256(_mm256_srli_epi16(bytes, 4), m4);
+            if constexpr (kFifthBit) {
+                lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * j), one), 4));
+                hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * j + 1), one), 4));
+            }
+            // q <= 31: maddubs exact (31*127*2); times 6-bit scales well inside int32.
+            const __m256i plo = _mm256_maddubs_epi16(lo, load256(ab[i].qs + 64 * j));
+            const __m256i phi = _mm256_maddubs_epi16(hi, load256(ab[i].qs + 64 * j + 32));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(plo, _mm256_set1_epi16(sc[2 * j])));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(phi, _mm256_set1_epi16(sc[2 * j + 1])));
+        }
+        const float d = ab[i].d * h2f(b.d);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+        acc_m += ab[i].d * h2f(b.dmin) * static_cast<float>(summ);
+    }
+    return hsum(acc) - acc_m;
+}
+
+// Q6_K: per 128-element half, ql (64 bytes) gives low nibbles, qh (32 bytes) 2 high bits;
+// levels q in [0, 64) with x = d*sc*(q - 32). The -32 is applied in int16 (maddubs of
+// 32 with a), so the sums stay exact.
+float dot_q6_k(int64_t n, const void* w, const void* a) {
+    const auto* wb = static_cast<const BlockQ6_K*>(w);
+    const auto* ab = static_cast<const BlockQ8K*>(a);
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3), k32 = _mm256_set1_epi8(32);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / kQKK; ++i) {
+        const BlockQ6_K& b = wb[i];
+        __m256i sumi = _mm256_setzero_si256();
+        for (int h = 0; h < 2; ++h) {
+            const __m256i ql0 = load256(b.ql + 64 * h), ql1 = load256(b.ql + 64 * h + 32);
+            const __m256i qh = load256(b.qh + 32 * h);
+            const __m256i q[4] = {
+                _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m2), 4)),
+                _mm256_or_si256(_mm256_and_si256(ql1, m4),
+                                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
+                                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m2), 4)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+                                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m2), 4)),
+            };
+            for (int j = 0; j < 4; ++j) {
+                const __m256i av = load256(ab[i].qs + 128 * h + 32 * j);
+                // (q - 32) * a pairs: 63*127*2 and 32*127*2 both fit int16, as does the difference
+                const __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q[j], av), _mm256_maddubs_epi16(k32, av));
+                const int s0 = b.scales[8 * h + 2 * j], s1 = b.scales[8 * h + 2 * j + 1];
+                const __m256i scv = _mm256_set_m128i(_mm_set1_epi16(static_cast<int16_t>(s1)), _mm_set1_epi16(static_cast<int16_t>(s0)));
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, scv));
+            }
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(ab[i].d * h2f(b.d)), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    return hsum(acc);
+}
+
+}  // namespace
+
+void fill_dot_table_avx2(DotTable& t) {
+    t.set(GGMLType::F32, dot_f32);
+    t.set(GGMLType::F16, dot_f16);
+    t.set(GGMLType::BF16, dot_bf16);
+    t.set(GGMLType::Q4_0, dot_sym32<BlockQ4_0, 8>);
+    t.set(GGMLType::Q5_0, dot_sym32<BlockQ5_0, 16>);
+    t.set(GGMLType::Q8_0, dot_sym32<BlockQ8_0, 0>);
+    t.set(GGMLType::Q4_1, dot_affine32<BlockQ4_1>);
+    t.set(GGMLType::Q5_1, dot_affine32<BlockQ5_1>);
+    t.set(GGMLType::Q4_K, dot_k4_family<BlockQ4_K, false>);
+    t.set(GGMLType::Q5_K, dot_k4_family<BlockQ5_K, true>);
+    t.set(GGMLType::Q6_K, dot_q6_k);
+    // Q2_K and Q3_K keep the scalar kernels for now.
+}
+
+}  // namespace pyllong::quant
