@@ -63,19 +63,22 @@ def _check_int(name: str, v, lo: int, hi: Optional[int] = None, hint: str = "") 
 
 class Completion(str):
     """Generated text (a str) that also carries how it was made:
-    `tokens` (generated ids, end-of-generation token excluded), `finish_reason` ("stop" at an
+    `tokens` (generated ids, end-of-generation token excluded; `stop_token` is that token's id
+    when one ended the text), `finish_reason` ("stop" at an
     end-of-generation token, a stop string or a stopping criterion; "length" at max_tokens;
     "interrupted" when a stream was closed early), `stop` (the stop string or token text that
     ended it, or None), `prompt_tokens` (count) and `logprobs` (dict, when asked)."""
     tokens: list[int]
     finish_reason: str
     stop: Optional[str]
+    stop_token: Optional[int]
     prompt_tokens: int
     logprobs: Optional[dict]
 
     def __new__(cls, text: str, **info):
         self = super().__new__(cls, text)
         self.tokens, self.finish_reason = info["tokens"], info["finish_reason"]
+        self.stop_token = info.get("stop_token")
         self.stop, self.prompt_tokens, self.logprobs = info.get("stop"), info.get("prompt_tokens", 0), info.get("logprobs")
         return self
 
@@ -350,7 +353,7 @@ class Model:
         lp: Optional[dict] = None
         if opt.logprobs is not None:
             lp = {"tokens": [], "text_offset": [], "token_logprobs": [], "top_logprobs": []}
-        finish, stop_what = "length", None
+        finish, stop_what, stop_tok = "length", None, None
         try:
             logits = self._prefill(prompt) if max_tokens > 0 else None
             for i in range(max_tokens):
@@ -358,7 +361,7 @@ class Model:
                 if lp is not None:
                     self._record_logprobs(lp, logits, tok, opt.logprobs, len(text.text))
                 if tok in stop_ids:
-                    finish, stop_what = "stop", self._token_text(tok)
+                    finish, stop_what, stop_tok = "stop", self._token_text(tok), tok
                     break
                 generated.append(tok)
                 history[n_hist] = tok
@@ -386,7 +389,7 @@ class Model:
             finish = "interrupted"
             raise
         finally:
-            stream.result = Completion(text.text, tokens=generated, finish_reason=finish, stop=stop_what,
+            stream.result = Completion(text.text, tokens=generated, finish_reason=finish, stop=stop_what, stop_token=stop_tok,
                                        prompt_tokens=len(prompt), logprobs=lp)
             if self._active is stream:
                 self._active = None
