@@ -103,17 +103,37 @@ def apply_penalties(logits: np.ndarray, window: np.ndarray, repeat_penalty: floa
     logits[ids] = seen - counts * frequency_penalty - presence_penalty
 
 
+_BLOCK = 64
+
+
+def largest_indices(values: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k largest values, unordered, in about O(n) with a small constant.
+
+    argpartition over a 50k vocabulary costs ~1.4 ms; instead take the k-th largest of the
+    per-block maxima — at least k values are >= it, so it bounds the k-th largest value from
+    below — and argpartition only the few values above that bound."""
+    n = len(values)
+    n_blocks = n // _BLOCK
+    if k >= n:
+        return np.arange(n)
+    if n_blocks < 4 * k:
+        return np.argpartition(-values, k - 1)[:k]
+    block_max = values[:n_blocks * _BLOCK].reshape(n_blocks, _BLOCK).max(axis=1)
+    bound = np.partition(block_max, n_blocks - k)[n_blocks - k]
+    cand = np.flatnonzero(values >= bound)
+    if n_blocks * _BLOCK < n:  # the tail outside whole blocks is always a candidate
+        cand = np.union1d(cand, np.arange(n_blocks * _BLOCK, n))
+    if len(cand) <= k:
+        return cand
+    return cand[np.argpartition(-values[cand], k - 1)[:k]]
+
+
 def top_k(ids: np.ndarray, logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The k highest logits (k <= 0 or k >= n: unchanged). Not sorted."""
     if k <= 0 or k >= len(logits):
         return ids, logits
-    keep = np.argpartition(-logits, k - 1)[:k]
+    keep = largest_indices(logits, k)
     return ids[keep], logits[keep]
-
-
-def _sorted_desc(ids, logits):
-    order = np.argsort(-logits, kind="stable")
-    return ids[order], logits[order]
 
 
 def typical(ids: np.ndarray, logits: np.ndarray, p: float, min_keep: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -134,13 +154,27 @@ def typical(ids: np.ndarray, logits: np.ndarray, p: float, min_keep: int = 1) ->
 
 
 def top_p(ids: np.ndarray, logits: np.ndarray, p: float, min_keep: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """Nucleus: the smallest most-probable prefix whose probability reaches p. Sorts the set."""
+    """Nucleus: the smallest most-probable prefix whose probability reaches p. Sorts the set.
+
+    Without a top-k before it the set is the whole vocabulary; rather than sort it all, sort
+    the m most probable (m = 256, 1024, ...) until their mass, normalized over everything,
+    reaches p."""
     if p >= 1.0:
         return ids, logits
-    ids, logits = _sorted_desc(ids, logits)
-    cum = np.cumsum(softmax(logits))
-    n = max(int(np.searchsorted(cum, p, side="left")) + 1, min_keep)  # first index with cum >= p, inclusive
-    return ids[:n], logits[:n]
+    n = len(logits)
+    w = np.exp(logits.astype(np.float64) - float(logits.max()))
+    total = w.sum()
+    m = min(n, 256)
+    while True:
+        sel = np.arange(n) if m >= n else largest_indices(logits, m)
+        sel = sel[np.argsort(-logits[sel], kind="stable")]
+        cum = np.cumsum(w[sel]) / total
+        cut = int(np.searchsorted(cum, p, side="left"))  # first index with cum >= p
+        if cut < len(sel) or m >= n:
+            break
+        m = min(n, m * 4)
+    keep = sel[:min(max(cut + 1, min_keep), len(sel))]
+    return ids[keep], logits[keep]
 
 
 def min_p(ids: np.ndarray, logits: np.ndarray, p: float, min_keep: int = 1) -> tuple[np.ndarray, np.ndarray]:

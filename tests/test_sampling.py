@@ -240,3 +240,31 @@ def test_all_banned_is_an_error():
     s = Sampler(SamplingParams(logit_bias={i: -math.inf for i in range(V)}).validate(V), V, np.random.default_rng(0))
     with pytest.raises(InvalidArgumentError, match="nothing can be sampled"):
         s.sample(logits_for(0), np.array([], np.int32))
+
+
+# -- the fast paths on a real-sized vocabulary ---------------------------------------------------
+
+@pytest.mark.parametrize("n", [49152, 50257, 32000])
+@pytest.mark.parametrize("k", [1, 40, 100, 1000])
+def test_largest_indices_on_big_vocab(n, k):
+    from pyllong.sampling import largest_indices
+
+    rng = np.random.default_rng(n + k)
+    for values in (rng.normal(0, 3, n).astype(np.float32),
+                   np.round(rng.normal(0, 1, n), 1).astype(np.float32)):  # many ties
+        got = largest_indices(values, k)
+        assert len(got) == k and len(set(got.tolist())) == k
+        kth = np.sort(values)[::-1][k - 1]
+        assert np.all(values[got] >= kth) and np.sum(values > kth) <= k
+
+
+@pytest.mark.parametrize("scale", [1.0, 3.0, 8.0])
+@pytest.mark.parametrize("p", [0.5, 0.9, 0.95])
+def test_top_p_on_big_vocab_matches_full_sort(scale, p):
+    n = 49152
+    lg = np.random.default_rng(int(scale * 10)).normal(0, scale, n).astype(np.float32)
+    ids, _ = top_p(np.arange(n), lg, p)
+    pr = probs_of(lg.astype(np.float64))
+    order = np.argsort(-pr, kind="stable")
+    cut = int(np.searchsorted(np.cumsum(pr[order]), p)) + 1
+    assert set(ids.tolist()) == set(order[:cut].tolist())
