@@ -25,3 +25,11 @@ def pytest_report_header(config):
     from fake_context import context_kind
 
     return f"pyllong forward pass under test: {context_kind()}"
+
+
+def pytest_terminal_summary(terminalreporter):
+    # Also at the end, where `-q` runs still show it.
+    from fake_context import context_kind, native_available
+
+    if not native_available():
+        terminalreporter.write_line(f"note: model/sampling tests ran on {context_kind()}", yellow=True)

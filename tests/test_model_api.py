@@ -315,3 +315,15 @@ def test_stop_prefix_is_held_back():
     assert t.feed(b"y and more") == "" and t.stopped == "xy" and t.text == "Hello ST"
     t = TextAssembler(["STOP"])
     assert t.feed(b"ab ST") == "ab " and t.finish() == "ST"
+
+
+def test_llama_cpp_python_shaped_wrapper(bpe_path):
+    llm = pyllong.Llama(model_path=bpe_path, n_ctx=0, n_gpu_layers=-1, seed=-1, verbose=False,
+                        _context_factory=context_factory())
+    assert llm.n_ctx() == 256 and llm.n_vocab() == 512 and llm.token_eos() == llm.model.eos
+    toks = llm.tokenize(b"Hello world", add_bos=True, special=False)
+    assert llm.detokenize(toks) == b"Hello world"
+    out = llm("Hello", max_tokens=4, temperature=0, repeat_penalty=1.0)
+    assert out["choices"][0]["text"] == llm.model.generate("Hello", max_tokens=4, **GREEDY)
+    with pytest.raises(TypeError, match="no_such"):
+        pyllong.Llama(model_path=bpe_path, no_such=1)
