@@ -15,6 +15,7 @@ inline pybind11::str to_str(std::string_view s) {
 
 void bind_gguf(pybind11::module_& m);
 void bind_model(pybind11::module_& m);
+void bind_context(pybind11::module_& m);
 void bind_quant(pybind11::module_& m);
 void bind_tokenizer(pybind11::module_& m);
 }  // namespace pyllong::python

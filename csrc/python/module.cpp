@@ -35,6 +35,7 @@ PYBIND11_MODULE(_core, m) {
     });
     pyllong::python::bind_gguf(m);
     pyllong::python::bind_model(m);
+    pyllong::python::bind_context(m);
     pyllong::python::bind_quant(m);
     pyllong::python::bind_tokenizer(m);
 }
