@@ -296,6 +296,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print JSON")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_perplexity)
+
+    from . import quantize_model
+
+    s = sub.add_parser("quantize", help="convert a GGUF file to another quant type (Q4_K_M, Q8_0, ...)")
+    quantize_model.add_arguments(s)
+    s.set_defaults(func=quantize_model.run)
     return p
 
 
