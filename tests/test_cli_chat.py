@@ -13,7 +13,7 @@ import pytest
 
 import pyllong.model as pm
 from fake_context import FakeContext, context_factory, native_available
-from models.synthetic import cached_preset
+from pyllong.models.synthetic import cached_preset
 from pyllong import ChatSession, ContextOverflowError, Model, cli
 from pyllong.sampling import Sampler
 from reference.forward import reference_logits

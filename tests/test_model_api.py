@@ -10,7 +10,7 @@ import pytest
 
 import pyllong
 from fake_context import FakeContext, context_factory, native_available
-from models.synthetic import cached_preset
+from pyllong.models.synthetic import cached_preset
 from pyllong import ContextOverflowError, InvalidArgumentError, Model
 from pyllong.textstream import TextAssembler
 from reference.forward import reference_logits
