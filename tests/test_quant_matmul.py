@@ -94,6 +94,19 @@ def test_activation_quantization_is_absmax_int8():
         assert (np.abs(xa - xb) <= d * (0.5 + 1e-5)).all()
 
 
+@pytest.mark.parametrize("path", PATHS)
+def test_activation_quantization_identical_on_every_path(path):
+    """The oracle uses the activation values of the default path; every path must produce
+    the same bytes (same rounding), so one oracle serves all."""
+    rng = np.random.default_rng(9)
+    x = (rng.standard_normal(1024) * np.exp2(rng.integers(-20, 20, 1024))).astype(np.float32)
+    x[:32] = 0  # an all-zero block
+    for name in ("Q8_0", "Q4_K"):
+        a = _core.quantize_activation(name, x, simd="scalar")
+        b = _core.quantize_activation(name, x, simd=path)
+        np.testing.assert_array_equal(a.view(np.uint32), b.view(np.uint32))
+
+
 def test_bad_arguments_raise_typed_errors():
     raw = np.zeros(18 * 2, np.uint8)
     with pytest.raises(InvalidArgumentError):
@@ -140,3 +153,26 @@ def test_python_face_roundtrip_and_matmul():
     y = quant.matmul(raw, "Q6_K", w.shape, x, n_threads=2)
     ref, bound = oracle("Q6_K", raw, 24, 256, x)
     assert (np.abs(y - ref) <= bound).all()
+
+
+def test_pool_survives_mixed_thread_counts():
+    """Alternating 1..4 threads on one persistent pool, GEMV and GEMM: results stay
+    exact and nothing hangs (run in a subprocess so a deadlock fails instead of hanging)."""
+    code = """
+import numpy as np
+from pyllong import _core
+rng = np.random.default_rng(0)
+raw = _core.quantize("Q8_0", rng.standard_normal((300, 256)).astype(np.float32))
+x = rng.standard_normal((6, 256)).astype(np.float32)
+pool = _core.ThreadPool(4)
+ref_gemm = _core.matmul("Q8_0", raw, 300, 256, x, n_threads=1)
+ref_gemv = _core.matmul("Q8_0", raw, 300, 256, x[0], n_threads=1)  # GEMV may use other kernels
+for i in range(3000):
+    nt = 1 + (i * 7) % 4
+    xs = x if i % 3 else x[0]
+    y = _core.matmul("Q8_0", raw, 300, 256, xs, n_threads=nt, pool=pool)
+    assert np.array_equal(y, ref_gemm if i % 3 else ref_gemv), i
+print("ok")
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr

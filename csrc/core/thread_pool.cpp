@@ -39,7 +39,7 @@ ThreadPool::~ThreadPool() {
 
 void ThreadPool::run_job_part(int ith) {
     try {
-        job_fn_(job_ctx_, ith, job_nth_);
+        job_fn_(job_ctx_, ith, job_nth_.load(std::memory_order_relaxed));
     } catch (...) {
         std::lock_guard<std::mutex> lk(mu_);
         if (!error_) error_ = std::current_exception();
@@ -51,12 +51,11 @@ void ThreadPool::run_impl(int nth, JobFn fn, void* ctx) {
     std::lock_guard<std::mutex> run_lock(run_mu_);
     job_fn_ = fn;
     job_ctx_ = ctx;
-    job_nth_ = nth;
+    job_nth_.store(nth, std::memory_order_relaxed);
     error_ = nullptr;
     if (nth > 1) {
-        // Every worker acknowledges every job (those with ith >= nth just return), so the
-        // job fields above stay untouched until no worker can still be reading them.
-        pending_.store(size() - 1, std::memory_order_relaxed);
+        finished_.store(0, std::memory_order_relaxed);
+        claimed_.store(0, std::memory_order_release);  // publishes the job fields above
         {
             std::lock_guard<std::mutex> lk(mu_);  // pairs with the sleeping workers' wait
             generation_.fetch_add(1, std::memory_order_release);
@@ -64,14 +63,21 @@ void ThreadPool::run_impl(int nth, JobFn fn, void* ctx) {
         wake_.notify_all();
     }
     run_job_part(0);
-    for (int polls = 1; pending_.load(std::memory_order_acquire) != 0; ++polls) {
-        PYLLONG_CPU_RELAX();
-        if (polls % 1024 == 0) std::this_thread::yield();  // a worker may be descheduled
+    if (nth > 1) {
+        // Shares no worker has claimed yet: run them here (with dynamic splitting they are
+        // usually empty by now) instead of waiting for a worker to be scheduled.
+        int stolen = 0;
+        for (int k; (k = claimed_.fetch_add(1, std::memory_order_acq_rel)) < nth - 1; ++stolen) run_job_part(k + 1);
+        const int worker_shares = nth - 1 - stolen;
+        for (int polls = 1; finished_.load(std::memory_order_acquire) != worker_shares; ++polls) {
+            PYLLONG_CPU_RELAX();
+            if (polls % 1024 == 0) std::this_thread::yield();  // a worker may be descheduled
+        }
     }
     if (error_) std::rethrow_exception(error_);
 }
 
-void ThreadPool::worker_loop(int ith) {
+void ThreadPool::worker_loop(int) {
     uint64_t seen = 0;  // the generation at construction, not at thread start: a job may
                         // already have been published before this thread ran
     for (;;) {
@@ -88,8 +94,13 @@ void ThreadPool::worker_loop(int ith) {
         }
         seen = gen;
         if (stop_.load(std::memory_order_acquire)) return;
-        if (ith < job_nth_) run_job_part(ith);
-        pending_.fetch_sub(1, std::memory_order_acq_rel);
+        // Claim a share of the current job. A claim beyond nth-1 means the job is fully
+        // handed out (possibly already finished and replaced by a newer one): skip it.
+        const int k = claimed_.fetch_add(1, std::memory_order_acq_rel);
+        if (k < job_nth_.load(std::memory_order_relaxed) - 1) {
+            run_job_part(k + 1);
+            finished_.fetch_add(1, std::memory_order_release);
+        }
     }
 }
 

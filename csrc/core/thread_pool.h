@@ -3,6 +3,10 @@
 // caller is thread 0) and returns when all have finished, like ggml's graph threads.
 // Idle workers spin briefly (a decode step issues hundreds of small matmuls, and a
 // condvar wake-up per matmul would cost more than the work), then sleep on a condvar.
+// Workers claim their share of a job; when the caller has finished its own share it
+// takes over the shares nobody has claimed yet, so a worker that the OS has not
+// scheduled (a busy machine) never delays the caller. Jobs should therefore split work
+// dynamically (an atomic chunk counter), not assume that thread i did share i.
 #pragma once
 #include <atomic>
 #include <condition_variable>
@@ -45,10 +49,11 @@ private:
     std::mutex mu_;      // guards sleeping and error_
     std::condition_variable wake_;
     std::atomic<uint64_t> generation_{0};  // bumped once per job
-    std::atomic<int> pending_{0};          // workers still running the current job
-    JobFn job_fn_ = nullptr;
+    std::atomic<int> claimed_{0};          // shares 1..nth-1 handed out (may overshoot)
+    std::atomic<int> finished_{0};         // claimed shares that workers have finished
+    JobFn job_fn_ = nullptr;               // written before claimed_ is reset (release)
     void* job_ctx_ = nullptr;
-    int job_nth_ = 0;
+    std::atomic<int> job_nth_{0};
     std::atomic<bool> stop_{false};
     std::exception_ptr error_;
 };

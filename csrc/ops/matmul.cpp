@@ -29,7 +29,9 @@ void matmul(const QTensorView& W, const float* x, float* y, int64_t n_tok, Threa
     if (stride < packed) throw InvalidArgument("matmul: row stride smaller than a row");
     if (n_tok < 0 || W.n_out < 0) throw InvalidArgument("matmul: negative size");
     if (n_tok == 0 || W.n_out == 0) return;
-    const quant::VecDotFn dot = quant::dot_table(path)[W.type];
+    const quant::DotTable& table = quant::dot_table(path);
+    const quant::VecDotFn dot = table[W.type];
+    const quant::VecDotRowsFn dot_rows = table.rows(W.type);
     const int nth = n_threads <= 0 ? pool.size() : std::min(n_threads, pool.size());
 
     // Activations in the weight type's 8-bit format: (n_tok, act_rb) bytes.
@@ -41,7 +43,7 @@ void matmul(const QTensorView& W, const float* x, float* y, int64_t n_tok, Threa
         xq_buf.resize(act_rb * n_tok);
         uint8_t* dst = xq_buf.data();
         auto quantize_tokens = [&](int ith, int n) {
-            for (int64_t t = ith; t < n_tok; t += n) quant::quantize_activation_row(af, x + t * W.n_in, dst + t * act_rb, W.n_in);
+            for (int64_t t = ith; t < n_tok; t += n) table.quantize_act(af, x + t * W.n_in, dst + t * act_rb, W.n_in);
         };
         if (n_tok >= 4 && nth > 1) pool.run(nth, quantize_tokens);
         else quantize_tokens(0, 1);
@@ -59,7 +61,15 @@ void matmul(const QTensorView& W, const float* x, float* y, int64_t n_tok, Threa
                 const int64_t t1 = std::min(n_tok, t0 + kTokTile);
                 for (int64_t r = r0; r < r1; ++r) {
                     const uint8_t* wr = w + r * stride;  // one row: packed bytes
-                    for (int64_t t = t0; t < t1; ++t) y[t * W.n_out + r] = dot(W.n_in, wr, xq + t * act_rb);
+                    int64_t t = t0;
+                    if (dot_rows) {  // kDotRows tokens per unpacking of the weight row
+                        float out[quant::kDotRows];
+                        for (; t + quant::kDotRows <= t1; t += quant::kDotRows) {
+                            dot_rows(W.n_in, wr, xq + t * act_rb, act_rb, out);
+                            for (int k = 0; k < quant::kDotRows; ++k) y[(t + k) * W.n_out + r] = out[k];
+                        }
+                    }
+                    for (; t < t1; ++t) y[t * W.n_out + r] = dot(W.n_in, wr, xq + t * act_rb);
                 }
             }
         }

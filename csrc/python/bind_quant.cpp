@@ -4,6 +4,7 @@
 #include <pybind11/stl.h>
 
 #include <algorithm>
+#include <chrono>
 #include <optional>
 #include <string>
 #include <vector>
@@ -65,14 +66,15 @@ quant::SimdPath path_or_default(const std::optional<std::string>& simd) {
 }
 
 // x: (n,) -> the activation values the dot kernels of weight type_name see, (n,) floats
-py::array_t<float> quantize_activation(const std::string& type_name, const F32Array& x) {
+py::array_t<float> quantize_activation(const std::string& type_name, const F32Array& x,
+                                       const std::optional<std::string>& simd) {
     const GGMLType t = quant::type_from_name(type_name);
     const int64_t n = x.size();
     quant::row_bytes(t, n);
     const quant::ActFormat af = quant::act_format(t);
     std::vector<uint8_t> buf(quant::act_row_bytes(af, n));
     py::array_t<float> out(n);
-    quant::quantize_activation_row(af, x.data(), buf.data(), n);
+    quant::dot_table(path_or_default(simd)).quantize_act(af, x.data(), buf.data(), n);
     quant::dequantize_activation_row(af, buf.data(), out.mutable_data(), n);
     return out;
 }
@@ -105,6 +107,31 @@ py::array_t<float> matmul(const std::string& type_name, const U8Array& w_raw, in
     }
     return y;
 }
+// Median seconds per matmul call, timed in C++ (no Python overhead per call), cycling
+// through the weight copies ws so they can be made to exceed the caches.
+double matmul_timed(const std::string& type_name, const std::vector<U8Array>& ws, int64_t n_out, int64_t n_in,
+                    const F32Array& x, int n_threads, const std::optional<std::string>& simd, ThreadPool& pool,
+                    int reps) {
+    const GGMLType t = quant::type_from_name(type_name);
+    const size_t rb = quant::row_bytes(t, n_in);
+    if (ws.empty() || reps < 1) throw InvalidArgument("need at least one weight copy and one repetition");
+    for (const auto& w : ws)
+        if (static_cast<size_t>(w.size()) != rb * static_cast<size_t>(n_out)) throw InvalidArgument("weight size mismatch");
+    if (x.size() % n_in != 0) throw InvalidArgument("x size is not a multiple of n_in");
+    const int64_t n_tok = x.size() / n_in;
+    const quant::SimdPath path = path_or_default(simd);
+    std::vector<float> y(static_cast<size_t>(n_tok * n_out));  // (n_tok, n_out)
+    std::vector<double> times;
+    py::gil_scoped_release nogil;
+    for (int r = -1; r < reps; ++r) {  // r = -1: warm-up
+        const QTensorView W{t, ws[static_cast<size_t>(r + 1) % ws.size()].data(), n_in, n_out, rb};
+        const auto t0 = std::chrono::steady_clock::now();
+        pyllong::matmul(W, x.data(), y.data(), n_tok, pool, n_threads, path);
+        if (r >= 0) times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+    std::nth_element(times.begin(), times.begin() + times.size() / 2, times.end());
+    return times[times.size() / 2];
+}
 }  // namespace
 
 void bind_quant(py::module_& m) {
@@ -116,7 +143,7 @@ void bind_quant(py::module_& m) {
           py::arg("type_name"), py::arg("n"));
     m.def("block_elems", [](const std::string& t) { return quant::block_elems(quant::type_from_name(t)); },
           py::arg("type_name"));
-    m.def("quantize_activation", &quantize_activation, py::arg("type_name"), py::arg("x"),
+    m.def("quantize_activation", &quantize_activation, py::arg("type_name"), py::arg("x"), py::arg("simd") = py::none(),
           "The 8-bit-quantized activation values that type_name's dot kernels consume (as float32).");
     py::class_<ThreadPool>(m, "ThreadPool", "A persistent pool of worker threads for the kernels.")
         .def(py::init<int>(), py::arg("n_threads"))
@@ -124,6 +151,9 @@ void bind_quant(py::module_& m) {
     m.def("matmul", &matmul, py::arg("type_name"), py::arg("w_raw"), py::arg("n_out"), py::arg("n_in"),
           py::arg("x"), py::arg("n_threads") = 1, py::arg("simd") = py::none(), py::arg("pool") = nullptr,
           "y = W x for W quantized as type_name with shape (n_out, n_in); x: (n_tok, n_in) or (n_in,).");
+    m.def("matmul_timed", &matmul_timed, py::arg("type_name"), py::arg("ws"), py::arg("n_out"), py::arg("n_in"),
+          py::arg("x"), py::arg("n_threads"), py::arg("simd"), py::arg("pool"), py::arg("reps"),
+          "Median seconds of one matmul, timed natively, cycling over the weight copies ws (benchmarks).");
     m.def("simd_paths", [] {
         std::vector<std::string> out;
         for (auto p : quant::supported_simd_paths()) out.push_back(quant::simd_path_name(p));

@@ -29,7 +29,10 @@ DotTable build(SimdPath p) {
     DotTable t;
     fill_dot_table_scalar(t);
 #ifdef PYLLONG_X86
-    if (p != SimdPath::Scalar) fill_dot_table_avx2(t);  // AVX-512 CPUs run AVX2 code too
+    if (p != SimdPath::Scalar) {  // AVX-512 CPUs run AVX2 code too
+        fill_dot_table_avx2(t);
+        fill_act_quantizer_avx2(t);
+    }
     if (p == SimdPath::Avx512 || p == SimdPath::Avx512Vnni) fill_dot_table_avx512(t, p == SimdPath::Avx512Vnni);
 #endif
     return t;

@@ -7,20 +7,37 @@
 #include <vector>
 
 #include "gguf/types.h"
+#include "quant/activation.h"
 
 namespace pyllong::quant {
 
 // n: elements in the row; w: the weight row (row_bytes(type, n) bytes); a: the activation
 // row in act_format(type) (act_row_bytes bytes).
 using VecDotFn = float (*)(int64_t n, const void* w, const void* a);
+// The same for kDotRows activation rows at once (a + k * a_stride bytes, k < kDotRows),
+// out: (kDotRows,). The weight row is unpacked once: the GEMM (prefill) kernel.
+constexpr int kDotRows = 4;
+using VecDotRowsFn = void (*)(int64_t n, const void* w, const void* a, size_t a_stride, float* out);
 
 enum class SimdPath { Scalar, Avx2, Avx512, Avx512Vnni };
 
 constexpr int kTypeSlots = 31;  // GGMLType ids 0..30
+// x: (n,) -> the activation row in format f; every path's version gives the same bytes.
+using ActQuantizeFn = void (*)(ActFormat f, const float* x, void* dst, int64_t n);
+
 struct DotTable {
+    ActQuantizeFn quantize_act = quantize_activation_row;
     VecDotFn fn[kTypeSlots] = {};
+    VecDotRowsFn fn_rows[kTypeSlots] = {};  // optional: nullptr = use fn per row
     VecDotFn operator[](GGMLType t) const { return fn[static_cast<uint32_t>(t)]; }
+    VecDotRowsFn rows(GGMLType t) const { return fn_rows[static_cast<uint32_t>(t)]; }
+    // A faster ISA may replace only the single-row kernel; the multi-row one of a lower
+    // ISA (AVX2 on an AVX-512 CPU) then stays in use for GEMM. Both are tested per path.
     void set(GGMLType t, VecDotFn f) { fn[static_cast<uint32_t>(t)] = f; }
+    void set(GGMLType t, VecDotFn f, VecDotRowsFn f_rows) {
+        fn[static_cast<uint32_t>(t)] = f;
+        fn_rows[static_cast<uint32_t>(t)] = f_rows;
+    }
 };
 
 const char* simd_path_name(SimdPath p);
@@ -35,6 +52,7 @@ const DotTable& dot_table(SimdPath p);
 // Per-ISA fillers, each in its own translation unit compiled with that ISA's flags.
 void fill_dot_table_scalar(DotTable& t);
 void fill_dot_table_avx2(DotTable& t);
+void fill_act_quantizer_avx2(DotTable& t);
 void fill_dot_table_avx512(DotTable& t, bool vnni);
 
 }  // namespace pyllong::quant

@@ -103,59 +103,83 @@ template <> inline __m256i levels_u(const BlockQ4_1& b) { return nibbles32(b.qs)
 template <> inline __m256i levels_u(const BlockQ5_0& b) { return _mm256_or_si256(nibbles32(b.qs), fifth_bits32(b.qh)); }
 template <> inline __m256i levels_u(const BlockQ5_1& b) { return _mm256_or_si256(nibbles32(b.qs), fifth_bits32(b.qh)); }
 
+// The kernels below take NT activation rows at once (a + k * a_stride, k < NT) and
+// write NT dot products to out: the weight block is unpacked once and reused NT times,
+// which is what makes GEMM (prefill) faster than NT GEMVs. NT = 1 is the GEMV kernel.
+template <class Act>
+inline const Act* act_row(const void* a, size_t a_stride, int k) {
+    return reinterpret_cast<const Act*>(static_cast<const uint8_t*>(a) + k * a_stride);
+}
+
 // Symmetric: x = d * (q - offset). Signed levels make the integer sum exact.
-template <class Block, int kOffset>
-float dot_sym32(int64_t n, const void* w, const void* a) {
-    const auto* wb = static_cast<const Block*>(w);     // (n/32,)
-    const auto* ab = static_cast<const BlockQ8A*>(a);  // (n/32,)
-    __m256 acc = _mm256_setzero_ps();
+template <class Block, int kOffset, int NT>
+void dot_sym32(int64_t n, const void* w, const void* a, size_t a_stride, float* out) {
+    const auto* wb = static_cast<const Block*>(w);  // (n/32,)
+    const BlockQ8A* ab[NT];                         // NT x (n/32,)
+    __m256 acc[NT];
+    for (int k = 0; k < NT; ++k) { ab[k] = act_row<BlockQ8A>(a, a_stride, k); acc[k] = _mm256_setzero_ps(); }
     for (int64_t i = 0; i < n / kQK32; ++i) {
         __m256i q;
         if constexpr (kOffset == 0) q = load256(reinterpret_cast<const BlockQ8_0*>(&wb[i])->qs);
         else q = _mm256_sub_epi8(levels_u(wb[i]), _mm256_set1_epi8(kOffset));
-        const __m256i sumi = dot_s8s8(q, load256(ab[i].qs));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(wb[i].d) * ab[i].d), _mm256_cvtepi32_ps(sumi), acc);
+        const __m256i qabs = _mm256_sign_epi8(q, q);
+        const float dw = h2f(wb[i].d);
+        for (int k = 0; k < NT; ++k) {
+            const __m256i sumi = dot_u8s8(qabs, _mm256_sign_epi8(load256(ab[k][i].qs), q));
+            acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(dw * ab[k][i].d), _mm256_cvtepi32_ps(sumi), acc[k]);
+        }
     }
-    return hsum(acc);
+    for (int k = 0; k < NT; ++k) out[k] = hsum(acc[k]);
 }
 
 // Affine: x = d * q + m; <x, a> = d*d_a*<q, qa> + m * s_a.
-template <class Block>
-float dot_affine32(int64_t n, const void* w, const void* a) {
+template <class Block, int NT>
+void dot_affine32(int64_t n, const void* w, const void* a, size_t a_stride, float* out) {
     const auto* wb = static_cast<const Block*>(w);
-    const auto* ab = static_cast<const BlockQ8A*>(a);
-    __m256 acc = _mm256_setzero_ps();
-    float acc_m = 0;
-    for (int64_t i = 0; i < n / kQK32; ++i) {
-        const __m256i sumi = dot_u8s8(levels_u(wb[i]), load256(ab[i].qs));  // q <= 31: exact
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(wb[i].d) * ab[i].d), _mm256_cvtepi32_ps(sumi), acc);
-        acc_m += h2f(wb[i].m) * ab[i].s;
+    const BlockQ8A* ab[NT];
+    __m256 acc[NT];
+    float acc_m[NT];
+    for (int k = 0; k < NT; ++k) {
+        ab[k] = act_row<BlockQ8A>(a, a_stride, k);
+        acc[k] = _mm256_setzero_ps();
+        acc_m[k] = 0;
     }
-    return hsum(acc) + acc_m;
+    for (int64_t i = 0; i < n / kQK32; ++i) {
+        const __m256i q = levels_u(wb[i]);
+        const float dw = h2f(wb[i].d), mw = h2f(wb[i].m);
+        for (int k = 0; k < NT; ++k) {
+            const __m256i sumi = dot_u8s8(q, load256(ab[k][i].qs));  // q <= 31: exact
+            acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(dw * ab[k][i].d), _mm256_cvtepi32_ps(sumi), acc[k]);
+            acc_m[k] += mw * ab[k][i].s;
+        }
+    }
+    for (int k = 0; k < NT; ++k) out[k] = hsum(acc[k]) + acc_m[k];
 }
 
 // ---- K-quants x BlockQ8K ------------------------------------------------------------
 
 // Q4_K / Q5_K: 8 sub-blocks of 32; sub-blocks 2j and 2j+1 are the low and high nibbles
 // of qs[32j .. 32j+32). For Q5_K, bit s of qh[l] is bit 4 of sub-block s.
-template <class Block, bool kFifthBit>
-float dot_k4_family(int64_t n, const void* w, const void* a) {
+template <class Block, bool kFifthBit, int NT>
+void dot_k4_family(int64_t n, const void* w, const void* a, size_t a_stride, float* out) {
     const auto* wb = static_cast<const Block*>(w);
-    const auto* ab = static_cast<const BlockQ8K*>(a);
+    const BlockQ8K* ab[NT];
+    __m256 acc[NT];
+    float acc_m[NT];
+    for (int k = 0; k < NT; ++k) {
+        ab[k] = act_row<BlockQ8K>(a, a_stride, k);
+        acc[k] = _mm256_setzero_ps();
+        acc_m[k] = 0;
+    }
     const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
-    __m256 acc = _mm256_setzero_ps();
-    float acc_m = 0;
     for (int64_t i = 0; i < n / kQKK; ++i) {
         const Block& b = wb[i];
         uint8_t sc[8], m[8];
-        int summ = 0;
-        for (int j = 0; j < 8; ++j) {
-            k4_scale_min(j, b.scales, &sc[j], &m[j]);
-            summ += m[j] * (ab[i].bsums[2 * j] + ab[i].bsums[2 * j + 1]);
-        }
+        for (int j = 0; j < 8; ++j) k4_scale_min(j, b.scales, &sc[j], &m[j]);
         __m256i qh;
         if constexpr (kFifthBit) qh = load256(reinterpret_cast<const BlockQ5_K*>(&b)->qh);
-        __m256i sumi = _mm256_setzero_si256();
+        __m256i sumi[NT];
+        for (int k = 0; k < NT; ++k) sumi[k] = _mm256_setzero_si256();
         for (int j = 0; j < 4; ++j) {
             const __m256i bytes = load256(b.qs + 32 * j);
             __m256i lo = _mm256_and_si256(bytes, m4);
@@ -164,30 +188,39 @@ float dot_k4_family(int64_t n, const void* w, const void* a) {
                 lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * j), one), 4));
                 hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * j + 1), one), 4));
             }
-            // q <= 31: maddubs exact (31*127*2); times 6-bit scales well inside int32.
-            const __m256i plo = _mm256_maddubs_epi16(lo, load256(ab[i].qs + 64 * j));
-            const __m256i phi = _mm256_maddubs_epi16(hi, load256(ab[i].qs + 64 * j + 32));
-            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(plo, _mm256_set1_epi16(sc[2 * j])));
-            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(phi, _mm256_set1_epi16(sc[2 * j + 1])));
+            const __m256i sc_lo = _mm256_set1_epi16(sc[2 * j]), sc_hi = _mm256_set1_epi16(sc[2 * j + 1]);
+            for (int k = 0; k < NT; ++k) {
+                // q <= 31: maddubs exact (31*127*2); times 6-bit scales well inside int32.
+                const __m256i plo = _mm256_maddubs_epi16(lo, load256(ab[k][i].qs + 64 * j));
+                const __m256i phi = _mm256_maddubs_epi16(hi, load256(ab[k][i].qs + 64 * j + 32));
+                sumi[k] = _mm256_add_epi32(sumi[k], _mm256_add_epi32(_mm256_madd_epi16(plo, sc_lo), _mm256_madd_epi16(phi, sc_hi)));
+            }
         }
-        const float d = ab[i].d * h2f(b.d);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
-        acc_m += ab[i].d * h2f(b.dmin) * static_cast<float>(summ);
+        const float d = h2f(b.d), dmin = h2f(b.dmin);
+        for (int k = 0; k < NT; ++k) {
+            int summ = 0;
+            for (int j = 0; j < 8; ++j) summ += m[j] * (ab[k][i].bsums[2 * j] + ab[k][i].bsums[2 * j + 1]);
+            acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(ab[k][i].d * d), _mm256_cvtepi32_ps(sumi[k]), acc[k]);
+            acc_m[k] += ab[k][i].d * dmin * static_cast<float>(summ);
+        }
     }
-    return hsum(acc) - acc_m;
+    for (int k = 0; k < NT; ++k) out[k] = hsum(acc[k]) - acc_m[k];
 }
 
 // Q6_K: per 128-element half, ql (64 bytes) gives low nibbles, qh (32 bytes) 2 high bits;
 // levels q in [0, 64) with x = d*sc*(q - 32). The -32 is applied in int16 (maddubs of
 // 32 with a), so the sums stay exact.
-float dot_q6_k(int64_t n, const void* w, const void* a) {
+template <int NT>
+void dot_q6_k(int64_t n, const void* w, const void* a, size_t a_stride, float* out) {
     const auto* wb = static_cast<const BlockQ6_K*>(w);
-    const auto* ab = static_cast<const BlockQ8K*>(a);
+    const BlockQ8K* ab[NT];
+    __m256 acc[NT];
+    for (int k = 0; k < NT; ++k) { ab[k] = act_row<BlockQ8K>(a, a_stride, k); acc[k] = _mm256_setzero_ps(); }
     const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3), k32 = _mm256_set1_epi8(32);
-    __m256 acc = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / kQKK; ++i) {
         const BlockQ6_K& b = wb[i];
-        __m256i sumi = _mm256_setzero_si256();
+        __m256i sumi[NT];
+        for (int k = 0; k < NT; ++k) sumi[k] = _mm256_setzero_si256();
         for (int h = 0; h < 2; ++h) {
             const __m256i ql0 = load256(b.ql + 64 * h), ql1 = load256(b.ql + 64 * h + 32);
             const __m256i qh = load256(b.qh + 32 * h);
@@ -201,12 +234,83 @@ float dot_q6_k(int64_t n, const void* w, const void* a) {
                                 _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m2), 4)),
             };
             for (int j = 0; j < 4; ++j) {
-                const __m256i av = load256(ab[i].qs + 128 * h + 32 * j);
-                // (q - 32) * a pairs: 63*127*2 and 32*127*2 both fit int16, as does the difference
-                const __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q[j], av), _mm256_maddubs_epi16(k32, av));
                 const int s0 = b.scales[8 * h + 2 * j], s1 = b.scales[8 * h + 2 * j + 1];
                 const __m256i scv = _mm256_set_m128i(_mm_set1_epi16(static_cast<int16_t>(s1)), _mm_set1_epi16(static_cast<int16_t>(s0)));
-                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, scv));
+                for (int k = 0; k < NT; ++k) {
+                    const __m256i av = load256(ab[k][i].qs + 128 * h + 32 * j);
+                    // (q - 32) * a pairs: 63*127*2 and 32*127*2 both fit int16, as does the difference
+                    const __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q[j], av), _mm256_maddubs_epi16(k32, av));
+                    sumi[k] = _mm256_add_epi32(sumi[k], _mm256_madd_epi16(p, scv));
+                }
+            }
+        }
+        const float d = h2f(b.d);
+        for (int k = 0; k < NT; ++k)
+            acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(ab[k][i].d * d), _mm256_cvtepi32_ps(sumi[k]), acc[k]);
+    }
+    for (int k = 0; k < NT; ++k) out[k] = hsum(acc[k]);
+}
+
+// A multi-row kernel used for one row: the GEMV entry of the table.
+template <auto kKernel>
+float single(int64_t n, const void* w, const void* a) {
+    float out;
+    kKernel(n, w, a, 0, &out);
+    return out;
+}
+
+// Q2_K / Q3_K: 2-bit fields q_j = (qs[32h + l] >> 2j) & 3 are elements 128h + 32j + l;
+// each 32 elements span two 16-element sub-blocks (two scales, one per 128-bit lane).
+inline __m256i lane_scales(int lo, int hi) {
+    return _mm256_set_m128i(_mm_set1_epi16(static_cast<int16_t>(hi)), _mm_set1_epi16(static_cast<int16_t>(lo)));
+}
+
+float dot_q2_k(int64_t n, const void* w, const void* a) {
+    const auto* wb = static_cast<const BlockQ2_K*>(w);
+    const auto* ab = static_cast<const BlockQ8K*>(a);
+    const __m256i m2 = _mm256_set1_epi8(3);
+    __m256 acc = _mm256_setzero_ps();
+    float acc_m = 0;
+    for (int64_t i = 0; i < n / kQKK; ++i) {
+        const BlockQ2_K& b = wb[i];
+        int summ = 0;
+        for (int j = 0; j < 16; ++j) summ += (b.scales[j] >> 4) * ab[i].bsums[j];
+        __m256i sumi = _mm256_setzero_si256();
+        for (int h = 0; h < 2; ++h) {
+            const __m256i qv = load256(b.qs + 32 * h);
+            for (int j = 0; j < 4; ++j) {
+                const __m256i q = _mm256_and_si256(_mm256_srli_epi16(qv, 2 * j), m2);
+                const __m256i p = _mm256_maddubs_epi16(q, load256(ab[i].qs + 128 * h + 32 * j));  // 3*127*2
+                const int sb = 8 * h + 2 * j;
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, lane_scales(b.scales[sb] & 0xF, b.scales[sb + 1] & 0xF)));
+            }
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(ab[i].d * h2f(b.d)), _mm256_cvtepi32_ps(sumi), acc);
+        acc_m += ab[i].d * h2f(b.dmin) * static_cast<float>(summ);
+    }
+    return hsum(acc) - acc_m;
+}
+
+// Q3_K: q = lo2 + 4*hbit - 4 in [-4, 3]; the -4 is applied in int16 (exact).
+float dot_q3_k(int64_t n, const void* w, const void* a) {
+    const auto* wb = static_cast<const BlockQ3_K*>(w);
+    const auto* ab = static_cast<const BlockQ8K*>(a);
+    const __m256i m2 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1), k4 = _mm256_set1_epi8(4);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / kQKK; ++i) {
+        const BlockQ3_K& b = wb[i];
+        const __m256i hm = load256(b.hmask);
+        __m256i sumi = _mm256_setzero_si256();
+        for (int h = 0; h < 2; ++h) {
+            const __m256i qv = load256(b.qs + 32 * h);
+            for (int j = 0; j < 4; ++j) {
+                const __m256i lo = _mm256_and_si256(_mm256_srli_epi16(qv, 2 * j), m2);
+                const __m256i hb = _mm256_and_si256(_mm256_srli_epi16(hm, 4 * h + j), one);
+                const __m256i q = _mm256_or_si256(lo, _mm256_slli_epi16(hb, 2));  // 0..7
+                const __m256i av = load256(ab[i].qs + 128 * h + 32 * j);
+                const __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q, av), _mm256_maddubs_epi16(k4, av));
+                const int sb = 8 * h + 2 * j;
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, lane_scales(q3k_scale(sb, b.scales), q3k_scale(sb + 1, b.scales))));
             }
         }
         acc = _mm256_fmadd_ps(_mm256_set1_ps(ab[i].d * h2f(b.d)), _mm256_cvtepi32_ps(sumi), acc);
@@ -220,15 +324,17 @@ void fill_dot_table_avx2(DotTable& t) {
     t.set(GGMLType::F32, dot_f32);
     t.set(GGMLType::F16, dot_f16);
     t.set(GGMLType::BF16, dot_bf16);
-    t.set(GGMLType::Q4_0, dot_sym32<BlockQ4_0, 8>);
-    t.set(GGMLType::Q5_0, dot_sym32<BlockQ5_0, 16>);
-    t.set(GGMLType::Q8_0, dot_sym32<BlockQ8_0, 0>);
-    t.set(GGMLType::Q4_1, dot_affine32<BlockQ4_1>);
-    t.set(GGMLType::Q5_1, dot_affine32<BlockQ5_1>);
-    t.set(GGMLType::Q4_K, dot_k4_family<BlockQ4_K, false>);
-    t.set(GGMLType::Q5_K, dot_k4_family<BlockQ5_K, true>);
-    t.set(GGMLType::Q6_K, dot_q6_k);
-    // Q2_K and Q3_K keep the scalar kernels for now.
+    t.set(GGMLType::Q2_K, dot_q2_k);
+    t.set(GGMLType::Q3_K, dot_q3_k);
+    // Kernels with a multi-row form: GEMV entry (NT = 1) and the 4-row GEMM entry.
+    t.set(GGMLType::Q4_0, single<dot_sym32<BlockQ4_0, 8, 1>>, dot_sym32<BlockQ4_0, 8, 4>);
+    t.set(GGMLType::Q5_0, single<dot_sym32<BlockQ5_0, 16, 1>>, dot_sym32<BlockQ5_0, 16, 4>);
+    t.set(GGMLType::Q8_0, single<dot_sym32<BlockQ8_0, 0, 1>>, dot_sym32<BlockQ8_0, 0, 4>);
+    t.set(GGMLType::Q4_1, single<dot_affine32<BlockQ4_1, 1>>, dot_affine32<BlockQ4_1, 4>);
+    t.set(GGMLType::Q5_1, single<dot_affine32<BlockQ5_1, 1>>, dot_affine32<BlockQ5_1, 4>);
+    t.set(GGMLType::Q4_K, single<dot_k4_family<BlockQ4_K, false, 1>>, dot_k4_family<BlockQ4_K, false, 4>);
+    t.set(GGMLType::Q5_K, single<dot_k4_family<BlockQ5_K, true, 1>>, dot_k4_family<BlockQ5_K, true, 4>);
+    t.set(GGMLType::Q6_K, single<dot_q6_k<1>>, dot_q6_k<4>);
 }
 
 }  // namespace pyllong::quant
