@@ -6,6 +6,12 @@ import pytest
 # Test helpers (raw_gguf, reference/) import as top-level modules.
 sys.path.insert(0, os.path.dirname(__file__))
 
+# Subprocesses run the pyllong under test: the installed one, or PYTHONPATH=. in development.
+# They run from other directories, so make PYTHONPATH absolute once here.
+if os.environ.get("PYTHONPATH"):
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        os.path.abspath(p) for p in os.environ["PYTHONPATH"].split(os.pathsep) if p)
+
 
 @pytest.fixture(scope="session")
 def smollm2_path():

@@ -14,8 +14,7 @@ def test_fuzz_gguf_parser_bounded(tmp_path):
     corpus.mkdir()
     for name in os.listdir(os.path.join(HERE, "fuzz", "corpus", "gguf")):
         (corpus / name).write_bytes(open(os.path.join(HERE, "fuzz", "corpus", "gguf", name), "rb").read())
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(HERE), env.get("PYTHONPATH", "")])
+    env = dict(os.environ)  # the pyllong under test: installed, or PYTHONPATH=. in development
     res = subprocess.run(
         [sys.executable, os.path.join(HERE, "fuzz", "fuzz_gguf.py"), str(corpus), "-runs=20000", "-max_len=65536",
          "-timeout=10", "-seed=12345", f"-artifact_prefix={tmp_path}/"],

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import zipfile
 from dataclasses import replace
 
@@ -101,10 +102,11 @@ def test_registry_default_is_pinned():
 
 
 def _cli(*args, env=None):
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    # The pyllong under test: installed, or PYTHONPATH=. in development. Run outside the
+    # source tree so `-m` does not pick up the uninstalled package from the working directory.
     e = dict(os.environ, **(env or {}))
-    e["PYTHONPATH"] = os.pathsep.join([root, e.get("PYTHONPATH", "")])
-    return subprocess.run([sys.executable, "-m", "pyllong.cli", *args], capture_output=True, text=True, env=e)
+    return subprocess.run([sys.executable, "-m", "pyllong.cli", *args], capture_output=True, text=True, env=e,
+                          cwd=tempfile.gettempdir())
 
 
 def test_cli_info_smollm2(smollm2_path):
