@@ -10,9 +10,14 @@ from ._core import GGUFFile, GGUFStringArray, GGUFTensor, ModelFile
 if not _os.path.isdir(_os.path.join(_os.path.dirname(__file__), "models")):
     __path__.append(_os.path.dirname(_os.path.dirname(_os.path.abspath(__file__))))  # noqa: F821
 
+from .llama_compat import Llama  # noqa: E402
+from .model import Completion, CompletionStream, Model  # noqa: E402
+from .sampling import SamplingParams  # noqa: E402
+from .session import ChatSession  # noqa: E402
+
 __version__ = "0.1.0"
 
 __all__ = [
-    "ContextOverflowError", "Error", "GGUFError", "GGUFFile", "GGUFStringArray", "GGUFTensor",
-    "InvalidArgumentError", "ModelFile", "ModelIOError", "PullError",
+    "ChatSession", "Completion", "CompletionStream", "ContextOverflowError", "Error", "GGUFError", "GGUFFile", "GGUFStringArray", "GGUFTensor",
+    "InvalidArgumentError", "Llama", "ModelFile", "Model", "ModelIOError", "PullError", "SamplingParams",
 ]

@@ -8,6 +8,7 @@ the number of blocks per row (elements for the float formats). The bound is stri
 enough that a wrong nibble, scale or sign in any block fails it."""
 import os
 import subprocess
+import tempfile
 import sys
 
 import numpy as np
@@ -119,7 +120,8 @@ def test_bad_arguments_raise_typed_errors():
 
 def run_with_env(code, simd):
     env = dict(os.environ, PYLLONG_SIMD=simd)
-    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          cwd=tempfile.gettempdir())  # not the source tree: test the installed pyllong
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -174,5 +176,6 @@ for i in range(3000):
     assert np.array_equal(y, ref_gemm if i % 3 else ref_gemv), i
 print("ok")
 """
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                       cwd=tempfile.gettempdir())
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr

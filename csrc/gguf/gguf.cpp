@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "core/error.h"
+#include "core/utf8.h"
 
 namespace pyllong {
 
@@ -185,6 +186,7 @@ void GGUFFile::parse() {
         const size_t at = c.pos();
         std::string_view key = c.read_string(field + ".key", kMaxKeyLength);
         if (key.empty()) c.fail(field + ".key", at, "empty key");
+        if (!is_valid_utf8(key)) c.fail(field + ".key", at, "key is not valid UTF-8");
         if (kv_index_.count(key)) c.fail(field + ".key", at, "duplicate key " + quoted(key));
         const std::string kfield = field + " " + quoted(key);
         GGUFValue v;
@@ -246,6 +248,7 @@ void GGUFFile::parse() {
             c.fail(field + ".name", ti.info_offset, "name of " + std::to_string(name.size()) +
                                                         " bytes exceeds the maximum of " + std::to_string(kMaxTensorName));
         if (name.empty()) c.fail(field + ".name", ti.info_offset, "empty tensor name");
+        if (!is_valid_utf8(name)) c.fail(field + ".name", ti.info_offset, "tensor name is not valid UTF-8");
         if (tensor_index_.count(name)) c.fail(field + ".name", ti.info_offset, "duplicate tensor name " + quoted(name));
         const std::string tfield = field + " " + quoted(name);
         const size_t dims_at = c.pos();

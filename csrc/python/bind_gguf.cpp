@@ -14,11 +14,7 @@ namespace {
 
 constexpr uint64_t kEagerArrayMax = 256;  // arrays up to this length become lists
 
-py::str decode(std::string_view s) {
-    PyObject* o = PyUnicode_DecodeUTF8(s.data(), static_cast<Py_ssize_t>(s.size()), "replace");
-    if (!o) throw py::error_already_set();
-    return py::reinterpret_steal<py::str>(o);
-}
+py::str decode(std::string_view s) { return to_str(s); }
 
 // Keeps the mapping alive for as long as a numpy view of it exists.
 py::capsule keep_alive(const std::shared_ptr<GGUFFile>& f) {
@@ -164,7 +160,7 @@ void bind_gguf(py::module_& m) {
         }, py::arg("key"), "The GGUF value type of a key, e.g. 'UINT32' or 'ARRAY[STRING]'.")
         .def_property_readonly("tensors", [](const std::shared_ptr<GGUFFile>& f) {
             py::dict d;
-            for (const auto& t : f->tensors()) d[py::str(t.name)] = py::cast(Tensor{f, &t});
+            for (const auto& t : f->tensors()) d[to_str(t.name)] = py::cast(Tensor{f, &t});
             return d;
         }, "Tensors by name, in file order.")
         .def_property_readonly("architecture", [](const GGUFFile& f) -> py::object {

@@ -4,6 +4,7 @@
 
 #include <map>
 
+#include "cuda/device.h"
 #include "model/model_file.h"
 #include "python/bindings.h"
 
@@ -12,6 +13,10 @@ namespace py = pybind11;
 namespace pyllong::python {
 
 void bind_model(py::module_& m) {
+    m.def("cuda_built", &cuda::built, "Whether this build includes the CUDA backend.");
+    m.def("cuda_device_count", &cuda::device_count, "Visible CUDA devices (0 without a GPU or a CUDA build).");
+    m.def("cuda_device_name", &cuda::device_name, py::arg("index"));
+
     py::class_<ModelFile, std::shared_ptr<ModelFile>>(m, "ModelFile",
         "A validated GGUF model (one file or the first shard of a split set).")
         .def(py::init([](const std::string& path, bool check_data) {
@@ -44,15 +49,15 @@ void bind_model(py::module_& m) {
             d["sliding_window"] = hp.sliding_window;
             d["rope_freq_base"] = hp.rope_freq_base;
             d["rope_freq_scale"] = hp.rope_freq_scale;
-            d["rope_scaling_type"] = hp.rope_scaling_type;
+            d["rope_scaling_type"] = to_str(hp.rope_scaling_type);
             d["norm_eps"] = hp.norm_eps;
             return d;
         })
         .def_property_readonly("vocab", [](const ModelFile& mf) {
             const Vocab& v = mf.vocab();
             py::dict d;
-            d["type"] = v.model;
-            d["pre"] = v.pre;
+            d["type"] = to_str(v.model);
+            d["pre"] = to_str(v.pre);
             d["n_vocab"] = v.n_vocab();
             d["n_merges"] = v.merges.size();
             d["bos"] = v.bos;
@@ -67,12 +72,15 @@ void bind_model(py::module_& m) {
         })
         .def_property_readonly("chat_template", [](const ModelFile& mf) -> py::object {
             if (mf.vocab().chat_template.empty()) return py::none();
-            const auto& t = mf.vocab().chat_template;
-            return py::reinterpret_steal<py::str>(PyUnicode_DecodeUTF8(t.data(), t.size(), "replace"));
+            return to_str(mf.vocab().chat_template);
         })
         .def_property_readonly("n_params", &ModelFile::n_params)
         .def_property_readonly("tied_embeddings", &ModelFile::tied_embeddings)
-        .def_property_readonly("warnings", &ModelFile::warnings)
+        .def_property_readonly("warnings", [](const ModelFile& mf) {
+            py::list out;
+            for (const auto& w : mf.warnings()) out.append(to_str(w));
+            return out;
+        })
         .def_property_readonly("quant_mix", [](const ModelFile& mf) {
             // type name -> (tensor count, bytes)
             std::map<std::string, std::pair<int64_t, int64_t>> mix;

@@ -9,8 +9,10 @@ namespace {
 // The exception classes are defined in Python (pyllong/errors.py) so that they can
 // inherit from both pyllong.Error and the matching builtin (ValueError, OSError).
 void set_error(const char* cls, const char* what) {
+    // Messages quote bytes from hostile files: decode with replacement, never fail here.
     py::object type = py::module_::import("pyllong.errors").attr(cls);
-    PyErr_SetString(type.ptr(), what);
+    py::str msg = pyllong::python::to_str(what);
+    PyErr_SetObject(type.ptr(), msg.ptr());
 }
 }  // namespace
 
@@ -33,6 +35,7 @@ PYBIND11_MODULE(_core, m) {
     });
     pyllong::python::bind_gguf(m);
     pyllong::python::bind_model(m);
+    pyllong::python::bind_context(m);
     pyllong::python::bind_quant(m);
     pyllong::python::bind_tokenizer(m);
 }

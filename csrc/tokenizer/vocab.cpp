@@ -144,7 +144,9 @@ Vocab read_vocab(const GGUFFile& f) {
             fail(s.key, "token id " + std::to_string(*id) + " is outside the vocabulary [0, " + std::to_string(n) + ")");
         *s.id = static_cast<int32_t>(*id);
     }
-    v.add_bos = f.get_bool("tokenizer.ggml.add_bos_token").value_or(v.type == VocabType::SPM);
+    // llama.cpp's defaults when the key is absent: SPM and LLaMA-3 BPE add BOS.
+    const bool llama3_pre = v.type == VocabType::BPE && (v.pre == "llama-bpe" || v.pre == "llama3");
+    v.add_bos = f.get_bool("tokenizer.ggml.add_bos_token").value_or(v.type == VocabType::SPM || llama3_pre);
     v.add_eos = f.get_bool("tokenizer.ggml.add_eos_token").value_or(false);
     v.add_space_prefix = f.get_bool("tokenizer.ggml.add_space_prefix").value_or(v.type == VocabType::SPM);
 

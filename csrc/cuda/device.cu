@@ -1,0 +1,29 @@
+#include <cuda_runtime.h>
+
+#include "core/error.h"
+#include "cuda/device.h"
+
+namespace pyllong::cuda {
+
+bool built() { return true; }
+
+int device_count() {
+    int n = 0;
+    // No driver or no device is not an error here: report zero devices.
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+        cudaGetLastError();
+        return 0;
+    }
+    return n;
+}
+
+std::string device_name(int i) {
+    if (i < 0 || i >= device_count())
+        throw InvalidArgument("CUDA device " + std::to_string(i) + " does not exist (" +
+                              std::to_string(device_count()) + " visible)");
+    cudaDeviceProp prop{};
+    cudaGetDeviceProperties(&prop, i);
+    return prop.name;
+}
+
+}  // namespace pyllong::cuda

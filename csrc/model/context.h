@@ -1,0 +1,58 @@
+// A Context runs the forward pass of one model over its own KV cache. The Model
+// (ModelFile + weights) is immutable and shared; each Context owns its cache, scratch
+// buffers and thread pool, so two contexts over one model work from two threads.
+#pragma once
+#include <memory>
+#include <vector>
+
+#include "attention/attention.h"
+#include "attention/kv_cache.h"
+#include "core/thread_pool.h"
+#include "model/weights.h"
+#include "ops/rope.h"
+
+namespace pyllong {
+
+struct ContextParams {
+    int64_t n_ctx = 4096;
+    int n_threads = 0;    // 0 = hardware concurrency
+    int64_t n_batch = 512;
+};
+
+class Context {
+public:
+    Context(std::shared_ptr<const ModelFile> model, const ContextParams& params);
+
+    // Appends tokens at positions n_past.. and returns logits: (n, n_vocab) when
+    // logits_all, else (1, n_vocab) for the last token. Prefill runs in chunks of n_batch.
+    std::vector<float> eval(const int32_t* tokens, int64_t n, bool logits_all);
+
+    int64_t n_past() const { return cache_.n_used(); }
+    int64_t n_ctx() const { return cache_.n_ctx(); }
+    int64_t n_vocab() const { return hp_.n_vocab; }
+    int64_t kv_bytes() const { return cache_.bytes(); }
+    const ModelFile& model() const { return *model_; }
+
+    void reset() { cache_.set_used(0); }
+    void truncate(int64_t n_keep);                 // drop cells >= n_keep
+    void shift(int64_t n_keep, int64_t n_discard);  // drop [n_keep, n_keep+n_discard), re-rotate the rest
+
+private:
+    // One chunk: x (n, n_embd) in, logits of rows [first_logit, n) out (n_vocab each).
+    void forward(const int32_t* tokens, const int32_t* pos, int64_t n, int64_t first_logit, float* logits);
+    void norm(const float* x, const std::vector<float>& w, const std::vector<float>& b, float* out, int64_t n);
+    void matmul_bias(const QTensorView& W, const std::vector<float>& b, const float* x, float* y, int64_t n);
+
+    std::shared_ptr<const ModelFile> model_;
+    const HParams& hp_;
+    ModelWeights w_;
+    ContextParams params_;
+    KVCache cache_;
+    ThreadPool pool_;
+    RopeParams rope_;
+    AttentionParams attn_;
+    // Scratch for one chunk of up to n_batch tokens.
+    std::vector<float> x_, xn_, q_, k_, v_, qkv_, att_, tmp_, gate_, up_;
+};
+
+}  // namespace pyllong

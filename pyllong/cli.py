@@ -1,0 +1,326 @@
+"""The `pyllong` command line."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .errors import Error
+
+
+class _DefaultsFormatter(argparse.HelpFormatter):
+    """Shows "(default: X)" unless the help already says its default or there is none."""
+
+    def _get_help_string(self, action):
+        h = action.help or ""
+        if "default" in h or action.default in (None, argparse.SUPPRESS, False) or not action.option_strings:
+            return h
+        return f"{h} (default: {action.default})"
+
+
+def _parse_ctx(s: str) -> int:
+    s = s.strip().lower()
+    mult = 1024 if s.endswith("k") else 1
+    try:
+        n = int(s[:-1] if s.endswith("k") else s) * mult
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a context length: {s!r} (e.g. 4096 or 4k)") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError("context length must be at least 1")
+    return n
+
+
+def cmd_pull(a) -> int:
+    from .hub import pull
+
+    print(pull(a.name, force=a.force, quiet=a.quiet))
+    return 0
+
+
+def cmd_list(a) -> int:
+    from .hub import list_models
+
+    rows = list_models()
+    if a.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for r in rows:
+        state = "pulled" if r["pulled"] else "not pulled"
+        print(f"{r['name']:<10} {r['size'] / 1e6:7.1f} MB  {state:<10}  {r['description']}")
+        if r["pulled"]:
+            print(f"{'':<10} {r['path']}")
+    return 0
+
+
+def cmd_info(a) -> int:
+    from .hub import resolve
+    from .info import format_summary, model_summary
+
+    s = model_summary(resolve(a.model, quiet=a.json), a.ctx)
+    print(json.dumps(s, indent=2) if a.json else format_summary(s))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# generate / chat / perplexity
+
+def _load_model(a, **extra):
+    from .model import Model
+
+    return Model(a.model, n_ctx=a.ctx, n_threads=a.threads, seed=a.seed,
+                 context_shift=getattr(a, "context_shift", False), **extra)
+
+
+def _sampling(a) -> dict:
+    return dict(temperature=a.temp, top_k=a.top_k, top_p=a.top_p, min_p=a.min_p,
+                repeat_penalty=a.repeat_penalty, repeat_last_n=a.repeat_last_n,
+                frequency_penalty=a.frequency_penalty, presence_penalty=a.presence_penalty)
+
+
+def _write(piece: str) -> None:
+    sys.stdout.write(piece)
+    sys.stdout.flush()
+
+
+def cmd_generate(a) -> int:
+    model = _load_model(a)
+    prompt = a.prompt
+    if a.file:
+        with open(a.file, encoding="utf-8") as f:
+            prompt = f.read()
+    if prompt is None:
+        raise Error("give a prompt with -p TEXT or -f FILE")
+    res = model.generate(prompt, max_tokens=a.n_predict, stop=a.stop or None, stream=a.stream, **_sampling(a))
+    if a.stream:
+        try:
+            for piece in res:
+                _write(piece)
+        except KeyboardInterrupt:
+            res.close()
+            _write("\n")
+            print("pyllong: interrupted", file=sys.stderr)
+            return 130
+        res = res.result
+    else:
+        _write(str(res))
+    _write("\n")
+    if a.verbose:
+        print(f"[{res.prompt_tokens} prompt tokens, {len(res.tokens)} generated, finish: {res.finish_reason}]",
+              file=sys.stderr)
+    return 0
+
+
+_CHAT_HELP = ("commands: /reset (forget the conversation), /system [TEXT] (show or set the system prompt), "
+              "/exit; end a line with \\ to continue it; Ctrl-C stops a reply; Ctrl-D exits")
+
+
+def _read_message(tty: bool) -> str | None:
+    """One user message (lines ending in a backslash continue it); None at end of input."""
+    lines = []
+    while True:
+        if tty:
+            try:
+                line = input("> " if not lines else ". ")
+            except EOFError:
+                return None if not lines else "\n".join(lines)
+        else:
+            line = sys.stdin.readline()
+            if not line:
+                return None if not lines else "\n".join(lines)
+            line = line.rstrip("\n")
+        if line.endswith("\\"):
+            lines.append(line[:-1])
+            continue
+        lines.append(line)
+        return "\n".join(lines)
+
+
+def _reply(session, text: str) -> None:
+    stream = session.send(text, stream=True)
+    try:
+        for piece in stream:
+            _write(piece)
+    except KeyboardInterrupt:  # stop this reply, keep the program (and what was said so far)
+        stream.close()
+        _write("\n")
+        print("[reply interrupted]", file=sys.stderr)
+        return
+    _write("\n")
+
+
+def cmd_chat(a) -> int:
+    from .session import ChatSession
+
+    model = _load_model(a)
+    session = ChatSession(model, system=a.system, max_tokens=a.n_predict, **_sampling(a))
+    if a.prompt is not None:
+        _reply(session, a.prompt)
+        return 0
+    tty = sys.stdin.isatty()
+    if tty:
+        print(f"pyllong chat — {model.path}\n{_CHAT_HELP}", file=sys.stderr)
+    while True:
+        try:
+            msg = _read_message(tty)
+        except KeyboardInterrupt:
+            if not tty:
+                return 130
+            print("\n(Ctrl-D or /exit to quit)", file=sys.stderr)
+            continue
+        if msg is None:
+            if tty:
+                _write("\n")
+            return 0
+        cmd = msg.strip()
+        if not cmd:
+            continue
+        if cmd in ("/exit", "/quit"):
+            return 0
+        if cmd == "/reset":
+            session.reset()
+            print("[conversation reset]", file=sys.stderr)
+            continue
+        if cmd == "/help":
+            print(_CHAT_HELP, file=sys.stderr)
+            continue
+        if cmd == "/system" or cmd.startswith("/system "):
+            new = cmd[len("/system"):].strip()
+            if new:
+                session.set_system(new)
+                print("[system prompt set]", file=sys.stderr)
+            else:
+                print(f"[system prompt: {session.system!r}]", file=sys.stderr)
+            continue
+        _reply(session, msg)
+
+
+def cmd_perplexity(a) -> int:
+    from .perplexity import perplexity
+
+    with open(a.file, encoding="utf-8", errors="replace") as f:
+        text = f.read()
+    model = _load_model(a)
+    bar = None
+    if not a.json:
+        from tqdm import tqdm
+
+        bar = tqdm(desc="perplexity", unit="chunk", file=sys.stderr, disable=a.quiet)
+
+    def on_chunk(i, n, ppl):
+        if bar is not None:
+            bar.total = n
+            bar.set_postfix_str(f"ppl {ppl:.4f}")
+            bar.update(1)
+
+    r = perplexity(model, text, max_chunks=a.chunks, on_chunk=on_chunk)
+    if bar is not None:
+        bar.close()
+    if a.json:
+        print(json.dumps(r, indent=2))
+    else:
+        print(f"{r['n_chunks']} chunks of {r['n_ctx']} tokens ({r['n_tokens']} tokens in the text, "
+              f"{r['n_scored']} scored)")
+        print(f"Final estimate: PPL = {r['ppl']:.4f} +/- {r['stderr']:.5f}")
+    return 0
+
+
+def _add_model_args(s, default_ctx_help: str) -> None:
+    s.add_argument("-m", "--model", default=None, help="registry name or .gguf path (default: smollm2, pulled on first use)")
+    s.add_argument("-c", "--ctx", type=_parse_ctx, default=None, help=default_ctx_help)
+    s.add_argument("-t", "--threads", type=int, default=None, help="CPU threads (default: all this process may use, max 16)")
+    s.add_argument("-s", "--seed", type=int, default=None, help="sampler seed (default: random)")
+
+
+def _add_sampling_args(s, n_predict: int) -> None:
+    g = s.add_argument_group("sampling (llama.cpp order: penalties, top-k, top-p, min-p, temperature)")
+    g.add_argument("-n", "--n-predict", type=int, default=n_predict, help="most tokens to generate")
+    g.add_argument("--temp", type=float, default=0.8, help="temperature; 0 = greedy")
+    g.add_argument("--top-k", type=int, default=40, help="keep the k most likely tokens; 0 = off")
+    g.add_argument("--top-p", type=float, default=0.95, help="nucleus probability mass; 1 = off")
+    g.add_argument("--min-p", type=float, default=0.05, help="keep tokens with p >= min_p * p(top); 0 = off")
+    g.add_argument("--repeat-penalty", type=float, default=1.1, help="penalty for recent tokens; 1 = off")
+    g.add_argument("--repeat-last-n", type=int, default=64, help="penalty window in tokens; -1 = whole context")
+    g.add_argument("--frequency-penalty", type=float, default=0.0, help="subtract count * this")
+    g.add_argument("--presence-penalty", type=float, default=0.0, help="subtract this once per seen token")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pyllong", description="Local inference for quantized GGUF models.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    s = sub.add_parser("pull", help="download a registry model into the cache ($PYLLONG_HOME or ~/.cache/pyllong)")
+    s.add_argument("name", nargs="?", default="smollm2", help="registry name (default: smollm2)")
+    s.add_argument("--force", action="store_true", help="download again even if cached")
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=cmd_pull)
+
+    s = sub.add_parser("list", help="list registry models and whether they are pulled")
+    s.add_argument("--json", action="store_true", help="print JSON")
+    s.set_defaults(func=cmd_list)
+
+    s = sub.add_parser("info", help="print a model's architecture, sizes, quant mix, rope, vocab, KV bytes")
+    s.add_argument("model", nargs="?", default="smollm2", help="registry name or .gguf path (default: smollm2)")
+    s.add_argument("--ctx", type=_parse_ctx, default=None,
+                   help="context length for the KV-cache size (default: the training context)")
+    s.add_argument("--json", action="store_true", help="print JSON")
+    s.set_defaults(func=cmd_info)
+
+    fmt = _DefaultsFormatter
+    ctx_help = "context length, e.g. 4096 or 4k (default: min(training context, 4096))"
+    s = sub.add_parser("generate", help="continue a prompt", formatter_class=fmt,
+                       description="Continue a prompt (special-token spellings in it are parsed).")
+    _add_model_args(s, ctx_help)
+    s.add_argument("-p", "--prompt", default=None, help="prompt text")
+    s.add_argument("-f", "--file", default=None, help="read the prompt from this file")
+    s.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
+    s.add_argument("--stream", action=argparse.BooleanOptionalAction, default=True, help="print tokens as they come")
+    s.add_argument("--context-shift", action="store_true", help="when the context fills, drop old tokens instead of failing")
+    s.add_argument("-v", "--verbose", action="store_true", help="print token counts and the finish reason to stderr")
+    _add_sampling_args(s, 128)
+    s.set_defaults(func=cmd_generate)
+
+    s = sub.add_parser("chat", help="chat with a model (interactive; reads stdin line by line when piped)",
+                       formatter_class=fmt, description="Chat using the model's chat template. " + _CHAT_HELP)
+    _add_model_args(s, ctx_help)
+    s.add_argument("--system", default=None, help="system prompt (kept when old turns are dropped)")
+    s.add_argument("-p", "--prompt", default=None, help="one message: print the reply and exit")
+    _add_sampling_args(s, 512)
+    s.set_defaults(func=cmd_chat)
+
+    s = sub.add_parser("perplexity", help="perplexity of a text file (llama-perplexity's method)", formatter_class=fmt)
+    _add_model_args(s, "chunk length = context length")
+    s.set_defaults(ctx=512)
+    s.add_argument("-f", "--file", required=True, help="UTF-8 text file")
+    s.add_argument("--chunks", type=int, default=None, help="score at most this many chunks (default: all of them)")
+    s.add_argument("--json", action="store_true", help="print JSON")
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=cmd_perplexity)
+
+    from . import quantize_model
+
+    s = sub.add_parser("quantize", help="convert a GGUF file to another quant type (Q4_K_M, Q8_0, ...)")
+    quantize_model.add_arguments(s)
+    s.set_defaults(func=quantize_model.run)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except BrokenPipeError:  # `pyllong info | head`: the reader left; not an error
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except KeyboardInterrupt:
+        print("pyllong: interrupted", file=sys.stderr)
+        return 130
+    except (Error, OSError) as e:
+        print(f"pyllong: error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

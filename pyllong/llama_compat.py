@@ -1,0 +1,68 @@
+"""`pyllong.Llama`: llama-cpp-python's common surface over pyllong.Model, so code ports by
+changing the import. Constructor arguments pyllong has no use for (n_gpu_layers, use_mmap,
+...) are accepted and ignored; the byte-level methods keep llama-cpp-python's types."""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+from .model import Model
+
+_IGNORED = ("n_gpu_layers", "main_gpu", "tensor_split", "vocab_only", "use_mmap", "use_mlock", "logits_all",
+            "embedding", "offload_kqv", "flash_attn", "n_ubatch", "n_threads_batch", "rope_freq_base",
+            "rope_freq_scale", "chat_format", "last_n_tokens_size", "numa", "type_k", "type_v", "split_mode")
+
+
+class Llama:
+    """Holds a pyllong.Model (`.model`); everything not defined here is the Model's."""
+
+    def __init__(self, model_path: Optional[str] = None, *, n_ctx: int = 512, n_threads: Optional[int] = None,
+                 n_batch: int = 512, seed: Optional[int] = None, verbose: bool = True, **kwargs):
+        factory = kwargs.pop("_context_factory", None)
+        unknown = set(kwargs) - set(_IGNORED)
+        if unknown:
+            raise TypeError(f"Llama() got unexpected keyword arguments: {', '.join(sorted(unknown))}")
+        if seed is not None and seed < 0:  # llama-cpp-python's LLAMA_DEFAULT_SEED (-1 / 0xFFFFFFFF) = random
+            seed = None
+        # llama-cpp-python: n_ctx=0 means the model's training context
+        self.model = Model(model_path, n_ctx=n_ctx or None, n_threads=n_threads, n_batch=n_batch, seed=seed,
+                           verbose=False, _context_factory=factory)
+        self.model_path = self.model.path
+
+    def __getattr__(self, name):
+        return getattr(self.__dict__["model"], name)
+
+    def tokenize(self, text: bytes, add_bos: bool = True, special: bool = False) -> list[int]:
+        return self.model.tokenize(text, add_special=add_bos, parse_special=special)
+
+    def detokenize(self, tokens: Sequence[int], prev_tokens=None, special: bool = False) -> bytes:
+        return self.model.tokenizer.decode_bytes([int(t) for t in tokens], special)
+
+    def n_vocab(self) -> int:
+        return self.model.n_vocab
+
+    def n_ctx(self) -> int:
+        return self.model.n_ctx
+
+    def token_bos(self) -> int:
+        return self.model.bos
+
+    def token_eos(self) -> int:
+        return self.model.eos
+
+    def create_completion(self, prompt, max_tokens: Optional[int] = 16, **kwargs):
+        return self.model.create_completion(prompt, max_tokens=max_tokens, **kwargs)
+
+    def __call__(self, prompt, **kwargs):
+        return self.create_completion(prompt, **kwargs)
+
+    def create_chat_completion(self, messages, **kwargs):
+        return self.model.create_chat_completion(messages, **kwargs)
+
+    def close(self) -> None:
+        self.model.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -1,0 +1,1 @@
+"""Independent numpy references (float64) that pyllong is tested against."""

@@ -1,0 +1,123 @@
+"""The native forward pass against the independent float64 numpy reference
+(tests/reference/forward.py), for every architecture, one-shot, chunked and token by token."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import pyllong
+from pyllong import _core
+from pyllong.models import synthetic as syn
+from reference.forward import reference_logits
+
+PRESETS = ["tiny-llama-bpe", "tiny-llama-spm", "tiny-mistral", "tiny-phi2", "tiny-phi3"]
+
+
+def _rel_err(got, ref):
+    return float(np.abs(got - ref).max() / np.abs(ref).max())
+
+
+@pytest.fixture(scope="module", params=PRESETS)
+def preset(request):
+    path = syn.cached_model(**syn.preset_params(request.param))
+    toks = np.random.default_rng(1).integers(0, _core.ModelFile(path).hparams["n_vocab"], 40).tolist()
+    return request.param, path, toks, reference_logits(path, toks)
+
+
+# f16 KV cache and float32 arithmetic against float64: 2e-3 of the largest logit.
+TOL = 2e-3
+
+
+@pytest.mark.parametrize("n_batch,n_threads", [(64, 1), (16, 2), (7, 2)])
+def test_prefill_matches_reference(preset, n_batch, n_threads):
+    name, path, toks, ref = preset
+    ctx = _core.Context(_core.ModelFile(path), n_ctx=64, n_threads=n_threads, n_batch=n_batch)
+    got = ctx.eval(toks, True)
+    assert got.shape == ref.shape and _rel_err(got, ref) < TOL, name
+    assert ctx.n_past == len(toks)
+
+
+def test_decode_token_by_token_matches_reference(preset):
+    name, path, toks, ref = preset
+    ctx = _core.Context(_core.ModelFile(path), n_ctx=64, n_threads=2, n_batch=8)
+    got = np.concatenate([ctx.eval(toks[:5], True)] + [ctx.eval([t], False) for t in toks[5:]])
+    assert _rel_err(got, ref) < TOL, name
+
+
+def test_last_logits_only(preset):
+    name, path, toks, ref = preset
+    ctx = _core.Context(_core.ModelFile(path), n_ctx=64, n_threads=2, n_batch=16)
+    got = ctx.eval(toks, False)
+    assert got.shape == (1, ref.shape[1]) and _rel_err(got[0], ref[-1]) < TOL
+
+
+@pytest.mark.parametrize("qtype,tol", [("Q8_0", 0.05), ("Q4_0", 0.05), ("Q4_1", 0.05), ("F16", 0.01)])
+def test_quantized_weights_match_reference(qtype, tol):
+    # The reference dequantizes with gguf-py; the native path also quantizes activations
+    # to 8 bits (as ggml does), which is the tolerance here.
+    path = syn.cached_model(**syn.preset_params("tiny-llama-bpe", qtype=qtype))
+    toks = list(range(3, 35))
+    ref = reference_logits(path, toks)
+    got = _core.Context(_core.ModelFile(path), n_ctx=64, n_threads=2, n_batch=16).eval(toks, True)
+    assert _rel_err(got, ref) < tol
+
+
+def test_context_shift_equals_reference_at_shifted_positions():
+    # With one layer, cached K/V depend only on each token and its position, so after a
+    # shift the cache must equal a fresh run over the kept tokens at their new positions.
+    path = syn.cached_model(**syn.preset_params("tiny-llama-bpe", n_layer=1))
+    toks = list(range(10, 40))
+    ctx = _core.Context(_core.ModelFile(path), n_ctx=32, n_threads=2, n_batch=32)
+    ctx.eval(toks, False)
+    ctx.shift(4, 10)  # keep 4, drop 10: the last 16 move down to positions 4..19
+    assert ctx.n_past == 20
+    got = ctx.eval([5], False)[0]
+    kept = toks[:4] + toks[14:] + [5]
+    ref = reference_logits(path, kept)[-1]
+    assert _rel_err(got, ref) < 5e-3  # keys were re-rotated through f16
+
+
+def test_overflow_and_bad_inputs():
+    path = syn.cached_model(**syn.preset_params("tiny-llama-bpe"))
+    mf = _core.ModelFile(path)
+    ctx = _core.Context(mf, n_ctx=8, n_threads=1, n_batch=4)
+    ctx.eval([1, 2, 3, 4, 5], False)
+    with pytest.raises(pyllong.ContextOverflowError, match="5 tokens in the cache \\+ 4 new > n_ctx 8"):
+        ctx.eval([1, 2, 3, 4], False)
+    assert ctx.n_past == 5  # nothing was written
+    with pytest.raises(pyllong.InvalidArgumentError, match="outside the vocabulary"):
+        ctx.eval([mf.hparams["n_vocab"]], False)
+    with pytest.raises(pyllong.InvalidArgumentError, match="outside the vocabulary"):
+        ctx.eval([-1], False)
+    with pytest.raises(pyllong.InvalidArgumentError):
+        ctx.eval([], False)
+    for keep, discard in [(-1, 1), (2, -1), (9, 0), (3, 3)]:
+        with pytest.raises(pyllong.InvalidArgumentError):
+            ctx.shift(keep, discard)
+    with pytest.raises(pyllong.InvalidArgumentError):
+        _core.Context(mf, n_ctx=0)
+    with pytest.raises(pyllong.InvalidArgumentError):
+        _core.Context(mf, n_ctx=16, n_batch=0)
+    with pytest.raises(pyllong.InvalidArgumentError, match="kv_type"):
+        _core.Context(mf, n_ctx=16, kv_type="q4_0")
+
+
+def test_two_contexts_over_one_model_in_two_threads():
+    import threading
+
+    path = syn.cached_model(**syn.preset_params("tiny-llama-bpe"))
+    mf = _core.ModelFile(path)
+    toks = list(range(3, 40))
+    alone = _core.Context(mf, n_ctx=64, n_threads=1).eval(toks, True)
+    results = [None, None]
+
+    def run(i):
+        results[i] = _core.Context(mf, n_ctx=64, n_threads=1).eval(toks, True)
+
+    ts = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    for r in results:
+        np.testing.assert_array_equal(r, alone)
