@@ -3,6 +3,7 @@
 // sum stays exact (bounds noted beside each), only the block scaling is float.
 #include <immintrin.h>
 
+#include <cstddef>
 #include <cstring>
 
 #include "core/fp16.h"
@@ -155,22 +156,29 @@ void dot_sym32(int64_t n, const void* w, const void* a, size_t a_stride, float* 
 // Affine: x = d * q + m; <x, a> = d*d_a*<q, qa> + m * s_a.
 template <class Block, int NT>
 void dot_affine32(int64_t n, const void* w, const void* a, size_t a_stride, float* out) {
+    static_assert(offsetof(Block, m) == offsetof(Block, d) + 2, "d and m adjacent");
+    static_assert(offsetof(BlockQ8A, s) == offsetof(BlockQ8A, d) + 4, "d and s adjacent");
     constexpr int U = kUnroll<NT>;
     const auto* wb = static_cast<const Block*>(w);
     const BlockQ8A* ab[NT];
     __m256 acc[NT][U];
-    float acc_m[NT][U];
+    __m128 acc_m[NT][U];  // lane 1: sum of m * s_a (lane 0 unused)
     for (int k = 0; k < NT; ++k) {
         ab[k] = act_row<BlockQ8A>(a, a_stride, k);
-        for (int u = 0; u < U; ++u) { acc[k][u] = _mm256_setzero_ps(); acc_m[k][u] = 0; }
+        for (int u = 0; u < U; ++u) { acc[k][u] = _mm256_setzero_ps(); acc_m[k][u] = _mm_setzero_ps(); }
     }
     auto step = [&](int64_t i, int u) {
         const __m256i q = levels_u(wb[i]);
-        const float dw = h2f(wb[i].d), mw = h2f(wb[i].m);
+        // [d, m] of the weight block in one conversion, times [d_a, s_a]: [d*d_a, m*s_a]
+        int32_t dm_bits;
+        std::memcpy(&dm_bits, &wb[i].d, 4);
+        const __m128 dm = _mm_cvtph_ps(_mm_cvtsi32_si128(dm_bits));
         for (int k = 0; k < NT; ++k) {
+            const __m128 ds = _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(&ab[k][i].d)));
+            const __m128 prod = _mm_mul_ps(dm, ds);
             const __m256i sumi = dot_u8s8(q, load256(ab[k][i].qs));  // q <= 31: exact
-            acc[k][u] = _mm256_fmadd_ps(_mm256_set1_ps(dw * ab[k][i].d), _mm256_cvtepi32_ps(sumi), acc[k][u]);
-            acc_m[k][u] += mw * ab[k][i].s;
+            acc[k][u] = _mm256_fmadd_ps(_mm256_broadcastss_ps(prod), _mm256_cvtepi32_ps(sumi), acc[k][u]);
+            acc_m[k][u] = _mm_add_ps(acc_m[k][u], prod);
         }
     };
     const int64_t nb = n / kQK32;
@@ -181,10 +189,11 @@ void dot_affine32(int64_t n, const void* w, const void* a, size_t a_stride, floa
     }
     for (; i < nb; ++i) step(i, 0);
     for (int k = 0; k < NT; ++k) {
-        float m = 0;
-        for (int u = 1; u < U; ++u) acc[k][0] = _mm256_add_ps(acc[k][0], acc[k][u]);
-        for (int u = 0; u < U; ++u) m += acc_m[k][u];
-        out[k] = hsum(acc[k][0]) + m;
+        for (int u = 1; u < U; ++u) {
+            acc[k][0] = _mm256_add_ps(acc[k][0], acc[k][u]);
+            acc_m[k][0] = _mm_add_ps(acc_m[k][0], acc_m[k][u]);
+        }
+        out[k] = hsum(acc[k][0]) + _mm_cvtss_f32(_mm_movehdup_ps(acc_m[k][0]));
     }
 }
 
