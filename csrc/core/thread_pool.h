@@ -31,7 +31,8 @@ public:
 
     // fn(ith, nth) on nth threads, 1 <= nth <= size() (clamped). The first exception
     // thrown by any thread is rethrown here after all have finished. One run at a time
-    // per pool (concurrent callers are serialized).
+    // per pool (concurrent callers are serialized); never call run() from inside a job
+    // of the same pool (it would wait for itself).
     template <class F>
     void run(int nth, F&& fn) {
         using Fn = std::remove_reference_t<F>;
