@@ -70,4 +70,19 @@ inline int q3k_scale(int j, const uint8_t* s) {
     return (lo | (hi << 4)) - 32;
 }
 
+// All 16 signed scales of a Q3_K block at once with 32-bit operations (what q3k_scale
+// gives one by one): out (16,) in [-32, 31].
+inline void q3k_unpack_scales(const uint8_t* s, int8_t* out) {
+    constexpr uint32_t kLow4 = 0x0f0f0f0f, kLow2 = 0x03030303;
+    uint32_t a[3], r[4];
+    std::memcpy(a, s, 12);
+    r[0] = (a[0] & kLow4) | ((a[2] & kLow2) << 4);
+    r[1] = (a[1] & kLow4) | (((a[2] >> 2) & kLow2) << 4);
+    r[2] = ((a[0] >> 4) & kLow4) | (((a[2] >> 4) & kLow2) << 4);
+    r[3] = ((a[1] >> 4) & kLow4) | (((a[2] >> 6) & kLow2) << 4);
+    uint8_t u[16];
+    std::memcpy(u, r, 16);
+    for (int j = 0; j < 16; ++j) out[j] = static_cast<int8_t>(u[j] - 32);
+}
+
 }  // namespace pyllong::quant

@@ -319,12 +319,13 @@ float dot_q2_k(int64_t n, const void* w, const void* a) {
     const auto* wb = static_cast<const BlockQ2_K*>(w);
     const auto* ab = static_cast<const BlockQ8K*>(a);
     const __m256i m2 = _mm256_set1_epi8(3);
-    __m256 acc = _mm256_setzero_ps();
-    float acc_m = 0;
+    __m256 acc = _mm256_setzero_ps(), acc_m = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / kQKK; ++i) {
         const BlockQ2_K& b = wb[i];
-        int summ = 0;
-        for (int j = 0; j < 16; ++j) summ += (b.scales[j] >> 4) * ab[i].bsums[j];
+        // <mins, sums of 16 activations>: 16 int16 products summed pairwise by madd
+        const __m256i mins16 = _mm256_cvtepu8_epi16(_mm_srli_epi16(
+            _mm_and_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales)), _mm_set1_epi8(static_cast<char>(0xF0))), 4));
+        const __m256i summ8 = _mm256_madd_epi16(mins16, load256(ab[i].bsums));
         __m256i sumi = _mm256_setzero_si256();
         for (int h = 0; h < 2; ++h) {
             const __m256i qv = load256(b.qs + 32 * h);
@@ -336,9 +337,9 @@ float dot_q2_k(int64_t n, const void* w, const void* a) {
             }
         }
         acc = _mm256_fmadd_ps(_mm256_set1_ps(ab[i].d * h2f(b.d)), _mm256_cvtepi32_ps(sumi), acc);
-        acc_m += ab[i].d * h2f(b.dmin) * static_cast<float>(summ);
+        acc_m = _mm256_fmadd_ps(_mm256_set1_ps(ab[i].d * h2f(b.dmin)), _mm256_cvtepi32_ps(summ8), acc_m);
     }
-    return hsum(acc) - acc_m;
+    return hsum(acc) - hsum(acc_m);
 }
 
 // Q3_K: q = lo2 + 4*hbit - 4 in [-4, 3]; the -4 is applied in int16 (exact).
@@ -350,6 +351,8 @@ float dot_q3_k(int64_t n, const void* w, const void* a) {
     for (int64_t i = 0; i < n / kQKK; ++i) {
         const BlockQ3_K& b = wb[i];
         const __m256i hm = load256(b.hmask);
+        int8_t sc[16];
+        q3k_unpack_scales(b.scales, sc);
         __m256i sumi = _mm256_setzero_si256();
         for (int h = 0; h < 2; ++h) {
             const __m256i qv = load256(b.qs + 32 * h);
@@ -360,7 +363,7 @@ float dot_q3_k(int64_t n, const void* w, const void* a) {
                 const __m256i av = load256(ab[i].qs + 128 * h + 32 * j);
                 const __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q, av), _mm256_maddubs_epi16(k4, av));
                 const int sb = 8 * h + 2 * j;
-                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, lane_scales(q3k_scale(sb, b.scales), q3k_scale(sb + 1, b.scales))));
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, lane_scales(sc[sb], sc[sb + 1])));
             }
         }
         acc = _mm256_fmadd_ps(_mm256_set1_ps(ab[i].d * h2f(b.d)), _mm256_cvtepi32_ps(sumi), acc);
