@@ -30,8 +30,9 @@ inline float hsum(__m256 v) {
 // 16 bytes of packed nibbles -> 32 bytes: element l (< 16) = low nibble of qs[l],
 // element 16 + l = high nibble (the legacy formats' order).
 inline __m256i nibbles32(const uint8_t* qs) {
-    const __m128i t = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
-    return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(t, 4), t), _mm256_set1_epi8(0x0F));
+    // both lanes = the 16 bytes (one broadcast load); the upper lane shifted by 4 bits
+    const __m256i t = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qs)));
+    return _mm256_and_si256(_mm256_srlv_epi64(t, _mm256_set_epi64x(4, 4, 0, 0)), _mm256_set1_epi8(0x0F));
 }
 
 // 32 bits -> 32 bytes, 0x10 where the bit is set (the fifth bit of Q5_0 / Q5_1).
@@ -130,14 +131,23 @@ void dot_sym32(int64_t n, const void* w, const void* a, size_t a_stride, float* 
         for (int u = 0; u < U; ++u) acc[k][u] = _mm256_setzero_ps();
     }
     auto step = [&](int64_t i, int u) {
-        __m256i q;
-        if constexpr (kOffset == 0) q = load256(reinterpret_cast<const BlockQ8_0*>(&wb[i])->qs);
-        else q = _mm256_sub_epi8(levels_u(wb[i]), _mm256_set1_epi8(kOffset));
-        const __m256i qabs = _mm256_sign_epi8(q, q);
         const float dw = h2f(wb[i].d);
-        for (int k = 0; k < NT; ++k) {
-            const __m256i sumi = dot_u8s8(qabs, _mm256_sign_epi8(load256(ab[k][i].qs), q));
-            acc[k][u] = _mm256_fmadd_ps(_mm256_set1_ps(dw * ab[k][i].d), _mm256_cvtepi32_ps(sumi), acc[k][u]);
+        if constexpr (kOffset == 0) {  // Q8_0: signed levels, sign trick
+            const __m256i q = load256(reinterpret_cast<const BlockQ8_0*>(&wb[i])->qs);
+            const __m256i qabs = _mm256_sign_epi8(q, q);
+            for (int k = 0; k < NT; ++k) {
+                const __m256i sumi = dot_u8s8(qabs, _mm256_sign_epi8(load256(ab[k][i].qs), q));
+                acc[k][u] = _mm256_fmadd_ps(_mm256_set1_ps(dw * ab[k][i].d), _mm256_cvtepi32_ps(sumi), acc[k][u]);
+            }
+        } else {  // (q - offset) * a in int16: q*a - offset*a, both exact (31*127*2 < 2^15)
+            const __m256i q = levels_u(wb[i]);
+            const __m256i off = _mm256_set1_epi8(kOffset);
+            for (int k = 0; k < NT; ++k) {
+                const __m256i av = load256(ab[k][i].qs);
+                const __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q, av), _mm256_maddubs_epi16(off, av));
+                const __m256i sumi = _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+                acc[k][u] = _mm256_fmadd_ps(_mm256_set1_ps(dw * ab[k][i].d), _mm256_cvtepi32_ps(sumi), acc[k][u]);
+            }
         }
     };
     const int64_t nb = n / kQK32;
