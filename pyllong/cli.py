@@ -67,7 +67,7 @@ def cmd_info(a) -> int:
 def _load_model(a, **extra):
     from .model import Model
 
-    return Model(a.model, n_ctx=a.ctx, n_threads=a.threads, seed=a.seed,
+    return Model(a.model, n_ctx=a.ctx, n_threads=a.threads, seed=a.seed, kv_type=a.kv_type,
                  context_shift=getattr(a, "context_shift", False), **extra)
 
 
@@ -229,6 +229,8 @@ def _add_model_args(s, default_ctx_help: str) -> None:
     s.add_argument("-c", "--ctx", type=_parse_ctx, default=None, help=default_ctx_help)
     s.add_argument("-t", "--threads", type=int, default=None, help="CPU threads (default: all this process may use, max 16)")
     s.add_argument("-s", "--seed", type=int, default=None, help="sampler seed (default: random)")
+    s.add_argument("--kv-type", choices=["f16", "q8_0"], default="f16",
+                   help="KV-cache storage: f16, or q8_0 at about half the memory (default: f16)")
 
 
 def _add_sampling_args(s, n_predict: int) -> None:

@@ -121,3 +121,34 @@ def test_two_contexts_over_one_model_in_two_threads():
         t.join()
     for r in results:
         np.testing.assert_array_equal(r, alone)
+
+
+def test_q8_0_kv_cache_matches_reference_and_halves_memory():
+    path = syn.cached_model(**syn.preset_params("tiny-llama-k", qtype="F32"))  # head_dim 64
+    mf = _core.ModelFile(path)
+    toks = list(range(3, 43))
+    ref = reference_logits(path, toks)
+    ctx = _core.Context(mf, n_ctx=64, n_threads=2, n_batch=16, kv_type="q8_0")
+    got = np.concatenate([ctx.eval(toks[:20], True)] + [ctx.eval([t], False) for t in toks[20:]])
+    # 8-bit keys and values: a looser bound than f16's 2e-3.
+    assert ctx.kv_type == "q8_0" and _rel_err(got, ref) < 2e-2
+    f16 = _core.Context(mf, n_ctx=64, n_threads=2, kv_type="f16")
+    assert ctx.kv_bytes == f16.kv_bytes * 34 // 64
+
+
+def test_q8_0_kv_cache_context_shift():
+    # One layer: after the shift the cache must equal a fresh run over the kept tokens.
+    path = syn.cached_model(**syn.preset_params("tiny-llama-k", qtype="F32", n_layer=1))
+    toks = list(range(10, 40))
+    ctx = _core.Context(_core.ModelFile(path), n_ctx=32, n_threads=2, kv_type="q8_0")
+    ctx.eval(toks, False)
+    ctx.shift(4, 10)
+    got = ctx.eval([5], False)[0]
+    ref = reference_logits(path, toks[:4] + toks[14:] + [5])[-1]
+    assert _rel_err(got, ref) < 2e-2
+
+
+def test_q8_0_kv_cache_needs_head_dim_multiple_of_32():
+    path = syn.cached_model(**syn.preset_params("tiny-llama-bpe"))  # head_dim 16
+    with pytest.raises(pyllong.InvalidArgumentError, match="multiple of 32"):
+        _core.Context(_core.ModelFile(path), n_ctx=16, kv_type="q8_0")

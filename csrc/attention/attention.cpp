@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "core/fp16.h"
@@ -15,45 +16,103 @@ namespace pyllong {
 
 namespace {
 
-// q (n,) f32 . k (n,) f16
-inline float dot_f16(const float* q, const uint16_t* k, int64_t n) {
-    int64_t i = 0;
-    float sum = 0;
 #ifdef PYLLONG_ATTN_AVX2
-    __m256 acc = _mm256_setzero_ps();
-    for (; i + 8 <= n; i += 8) {
-        const __m256 kv = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(k + i)));
-        acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), kv, acc);
-    }
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+inline float hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_hadd_ps(s, s);
     s = _mm_hadd_ps(s, s);
-    sum = _mm_cvtss_f32(s);
-#endif
-    for (; i < n; ++i) sum += q[i] * fp16_to_fp32(k[i]);
-    return sum;
+    return _mm_cvtss_f32(s);
 }
+#endif
 
-// acc (n,) += w * v (n,) f16
-inline void axpy_f16(float* acc, float w, const uint16_t* v, int64_t n) {
-    int64_t i = 0;
+// How a cache row is read: the byte address of element `first` (a head's slice), the dot
+// product of an f32 query with n elements, and acc += w * row. One codec per KVType;
+// the attention loop below is written once over them.
+struct F16Rows {
+    static const uint8_t* at(const uint8_t* row, int64_t first) { return row + first * 2; }
+
+    static float dot(const float* q, const uint8_t* p, int64_t n) {
+        const auto* k = reinterpret_cast<const uint16_t*>(p);
+        int64_t i = 0;
+        float sum = 0;
 #ifdef PYLLONG_ATTN_AVX2
-    const __m256 wv = _mm256_set1_ps(w);
-    for (; i + 8 <= n; i += 8) {
-        const __m256 vv = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(v + i)));
-        _mm256_storeu_ps(acc + i, _mm256_fmadd_ps(wv, vv, _mm256_loadu_ps(acc + i)));
-    }
+        __m256 acc = _mm256_setzero_ps();
+        for (; i + 8 <= n; i += 8)
+            acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + i),
+                                  _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(k + i))), acc);
+        sum = hsum(acc);
 #endif
-    for (; i < n; ++i) acc[i] += w * fp16_to_fp32(v[i]);
-}
+        for (; i < n; ++i) sum += q[i] * fp16_to_fp32(k[i]);
+        return sum;
+    }
 
-}  // namespace
+    static void axpy(float* acc, float w, const uint8_t* p, int64_t n) {
+        const auto* v = reinterpret_cast<const uint16_t*>(p);
+        int64_t i = 0;
+#ifdef PYLLONG_ATTN_AVX2
+        const __m256 wv = _mm256_set1_ps(w);
+        for (; i + 8 <= n; i += 8) {
+            const __m256 vv = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(v + i)));
+            _mm256_storeu_ps(acc + i, _mm256_fmadd_ps(wv, vv, _mm256_loadu_ps(acc + i)));
+        }
+#endif
+        for (; i < n; ++i) acc[i] += w * fp16_to_fp32(v[i]);
+    }
+};
 
-void attention(const float* q, const int32_t* q_pos, int64_t n_tok, const KVCache& cache, int64_t layer,
-               int64_t n_kv, const AttentionParams& p, float* out, ThreadPool& pool, int n_threads) {
-    const int64_t hd = p.head_dim, kv_dim = cache.kv_dim(), group = p.n_head / p.n_head_kv;
-    const uint16_t* K = cache.k(layer);  // (n_ctx, kv_dim)
-    const uint16_t* V = cache.v(layer);  // (n_ctx, kv_dim)
+// q8_0: blocks of {f16 d; int8 q[32]} (34 bytes); heads start on block boundaries
+// (head_dim % 32 == 0 is checked when the context is made).
+struct Q8Rows {
+    static constexpr int64_t kBlock = 32, kBytes = 34;
+    static const uint8_t* at(const uint8_t* row, int64_t first) { return row + first / kBlock * kBytes; }
+
+    static float block_scale(const uint8_t* b) {
+        uint16_t h;
+        std::memcpy(&h, b, 2);
+        return fp16_to_fp32(h);
+    }
+
+    static float dot(const float* q, const uint8_t* p, int64_t n) {
+        float sum = 0;
+        for (int64_t b = 0; b < n / kBlock; ++b, p += kBytes, q += kBlock) {
+            const auto* x = reinterpret_cast<const int8_t*>(p + 2);
+            float s = 0;
+#ifdef PYLLONG_ATTN_AVX2
+            __m256 acc = _mm256_setzero_ps();
+            for (int i = 0; i < kBlock; i += 8) {
+                const __m256 xv = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(x + i))));
+                acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), xv, acc);
+            }
+            s = hsum(acc);
+#else
+            for (int i = 0; i < kBlock; ++i) s += q[i] * x[i];
+#endif
+            sum += block_scale(p) * s;
+        }
+        return sum;
+    }
+
+    static void axpy(float* acc, float w, const uint8_t* p, int64_t n) {
+        for (int64_t b = 0; b < n / kBlock; ++b, p += kBytes, acc += kBlock) {
+            const float wd = w * block_scale(p);
+            const auto* x = reinterpret_cast<const int8_t*>(p + 2);
+#ifdef PYLLONG_ATTN_AVX2
+            const __m256 wv = _mm256_set1_ps(wd);
+            for (int i = 0; i < kBlock; i += 8) {
+                const __m256 xv = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(x + i))));
+                _mm256_storeu_ps(acc + i, _mm256_fmadd_ps(wv, xv, _mm256_loadu_ps(acc + i)));
+            }
+#else
+            for (int i = 0; i < kBlock; ++i) acc[i] += wd * x[i];
+#endif
+        }
+    }
+};
+
+template <class Rows>
+void attend(const float* q, const int32_t* q_pos, int64_t n_tok, const KVCache& cache, int64_t layer, int64_t n_kv,
+            const AttentionParams& p, float* out, ThreadPool& pool, int n_threads) {
+    const int64_t hd = p.head_dim, group = p.n_head / p.n_head_kv;
     const int32_t* k_pos = cache.positions();
     const int64_t n_items = n_tok * p.n_head;
     pool.run(n_threads, [&](int ith, int nth) {
@@ -67,7 +126,7 @@ void attention(const float* q, const int32_t* q_pos, int64_t n_tok, const KVCach
             for (int64_t j = 0; j < n_kv; ++j) {
                 const int32_t pk = k_pos[j];
                 const bool visible = pk <= pq && (p.sliding_window == 0 || pq - pk < p.sliding_window);
-                scores[j] = visible ? dot_f16(qh, K + j * kv_dim + g * hd, hd) * p.scale : -INFINITY;
+                scores[j] = visible ? Rows::dot(qh, Rows::at(cache.k_row(layer, j), g * hd), hd) * p.scale : -INFINITY;
                 mx = std::max(mx, scores[j]);
             }
             std::fill(o, o + hd, 0.0f);
@@ -79,9 +138,19 @@ void attention(const float* q, const int32_t* q_pos, int64_t n_tok, const KVCach
             }
             const float inv = 1.0f / sum;
             for (int64_t j = 0; j < n_kv; ++j)
-                if (scores[j] != 0.0f) axpy_f16(o, scores[j] * inv, V + j * kv_dim + g * hd, hd);
+                if (scores[j] != 0.0f) Rows::axpy(o, scores[j] * inv, Rows::at(cache.v_row(layer, j), g * hd), hd);
         }
     });
+}
+
+}  // namespace
+
+void attention(const float* q, const int32_t* q_pos, int64_t n_tok, const KVCache& cache, int64_t layer,
+               int64_t n_kv, const AttentionParams& p, float* out, ThreadPool& pool, int n_threads) {
+    if (cache.type() == KVType::F16)
+        attend<F16Rows>(q, q_pos, n_tok, cache, layer, n_kv, p, out, pool, n_threads);
+    else
+        attend<Q8Rows>(q, q_pos, n_tok, cache, layer, n_kv, p, out, pool, n_threads);
 }
 
 }  // namespace pyllong

@@ -1,29 +1,40 @@
 // The KV cache of one context: per layer, keys (already rotated) and values for n_ctx
-// cells, stored as f16. Cells [0, n_used) are filled, in order of position.
+// cells. Rows are stored as f16 (default) or q8_0 (blocks of 32 int8 with an f16 scale,
+// ~half the bytes). Cells [0, n_used) are filled, in order of position.
 #pragma once
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace pyllong {
 
+enum class KVType { F16, Q8_0 };
+KVType kv_type_from_name(const std::string& name);  // "f16" | "q8_0"; InvalidArgument otherwise
+const char* kv_type_name(KVType t);
+// Bytes of one cache row of kv_dim elements (q8_0 needs kv_dim % 32 == 0).
+int64_t kv_row_bytes(KVType t, int64_t kv_dim);
+
 class KVCache {
 public:
-    KVCache(int64_t n_layer, int64_t n_ctx, int64_t kv_dim);
+    KVCache(int64_t n_layer, int64_t n_ctx, int64_t kv_dim, KVType type);
 
+    KVType type() const { return type_; }
     int64_t n_ctx() const { return n_ctx_; }
     int64_t kv_dim() const { return kv_dim_; }
+    int64_t row_bytes() const { return row_bytes_; }
     int64_t n_used() const { return n_used_; }
-    int64_t bytes() const { return static_cast<int64_t>((k_.size() + v_.size()) * sizeof(uint16_t)); }
+    int64_t bytes() const { return static_cast<int64_t>(k_.size() + v_.size()); }
 
-    // Rows of layer l: (n_ctx, kv_dim) f16.
-    uint16_t* k(int64_t l) { return k_.data() + l * n_ctx_ * kv_dim_; }
-    uint16_t* v(int64_t l) { return v_.data() + l * n_ctx_ * kv_dim_; }
-    const uint16_t* k(int64_t l) const { return k_.data() + l * n_ctx_ * kv_dim_; }
-    const uint16_t* v(int64_t l) const { return v_.data() + l * n_ctx_ * kv_dim_; }
+    // Row `cell` of layer l: row_bytes() bytes.
+    const uint8_t* k_row(int64_t l, int64_t cell) const { return k_.data() + (l * n_ctx_ + cell) * row_bytes_; }
+    const uint8_t* v_row(int64_t l, int64_t cell) const { return v_.data() + (l * n_ctx_ + cell) * row_bytes_; }
     const int32_t* positions() const { return pos_.data(); }
 
     // Store n rows of K and V (f32, (n, kv_dim)) for layer l at cells [cell, cell + n).
     void store(int64_t l, int64_t cell, const float* k, const float* v, int64_t n);
+    // One key row as f32 (kv_dim,), and back: for re-rotating keys after a context shift.
+    void load_key(int64_t l, int64_t cell, float* out) const;
+    void store_key(int64_t l, int64_t cell, const float* in);
     void set_positions(int64_t cell, const int32_t* pos, int64_t n);
     void set_used(int64_t n) { n_used_ = n; }
 
@@ -31,10 +42,16 @@ public:
     void erase(int64_t first, int64_t n);
 
 private:
+    uint8_t* k_row(int64_t l, int64_t cell) { return k_.data() + (l * n_ctx_ + cell) * row_bytes_; }
+    uint8_t* v_row(int64_t l, int64_t cell) { return v_.data() + (l * n_ctx_ + cell) * row_bytes_; }
+    void encode(const float* src, uint8_t* dst) const;
+
     int64_t n_layer_, n_ctx_, kv_dim_;
+    KVType type_;
+    int64_t row_bytes_;
     int64_t n_used_ = 0;
-    std::vector<uint16_t> k_, v_;  // (n_layer, n_ctx, kv_dim) each
-    std::vector<int32_t> pos_;     // (n_ctx,) position of each cell
+    std::vector<uint8_t> k_, v_;  // (n_layer, n_ctx, row_bytes) each
+    std::vector<int32_t> pos_;    // (n_ctx,) position of each cell
 };
 
 }  // namespace pyllong

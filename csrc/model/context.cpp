@@ -33,7 +33,11 @@ Context::Context(std::shared_ptr<const ModelFile> model, const ContextParams& pa
       cache_((params.n_ctx < 1 || params.n_ctx > (int64_t(1) << 24))
                  ? throw InvalidArgument("n_ctx must be between 1 and 16777216, got " + std::to_string(params.n_ctx))
                  : hp_.n_layer,
-             params.n_ctx, hp_.n_head_kv * hp_.head_dim),
+             params.n_ctx, hp_.n_head_kv * hp_.head_dim,
+             (params.kv_type == KVType::Q8_0 && hp_.head_dim % 32 != 0)
+                 ? throw InvalidArgument("kv_type q8_0 needs a head dimension that is a multiple of 32; this model's is " +
+                                         std::to_string(hp_.head_dim) + " (use f16)")
+                 : params.kv_type),
       pool_(default_threads(params.n_threads)) {
     if (params_.n_batch < 1) throw InvalidArgument("n_batch must be at least 1, got " + std::to_string(params_.n_batch));
     params_.n_threads = pool_.size();
@@ -191,17 +195,15 @@ void Context::shift(int64_t n_keep, int64_t n_discard) {
     if (n_discard == 0) return;
     cache_.erase(n_keep, n_discard);
     // Cells after the gap move to earlier positions: rotate their keys back by n_discard.
-    const int64_t kv_dim = cache_.kv_dim();
-    std::vector<float> row(static_cast<size_t>(kv_dim));  // (kv_dim,) one key row in f32
     std::vector<int32_t> pos(cache_.positions(), cache_.positions() + cache_.n_used());
     for (int64_t c = n_keep; c < cache_.n_used(); ++c) pos[c] -= static_cast<int32_t>(n_discard);
     cache_.set_positions(0, pos.data(), cache_.n_used());
+    std::vector<float> row(static_cast<size_t>(cache_.kv_dim()));  // (kv_dim,) one key row in f32
     for (int64_t l = 0; l < hp_.n_layer; ++l)
         for (int64_t c = n_keep; c < cache_.n_used(); ++c) {
-            uint16_t* kr = cache_.k(l) + c * kv_dim;
-            for (int64_t i = 0; i < kv_dim; ++i) row[i] = fp16_to_fp32(kr[i]);
+            cache_.load_key(l, c, row.data());
             rope_delta(row.data(), -static_cast<int32_t>(n_discard), hp_.n_head_kv, hp_.head_dim, rope_);
-            for (int64_t i = 0; i < kv_dim; ++i) kr[i] = fp32_to_fp16(row[i]);
+            cache_.store_key(l, c, row.data());
         }
 }
 

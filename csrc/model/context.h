@@ -17,6 +17,7 @@ struct ContextParams {
     int64_t n_ctx = 4096;
     int n_threads = 0;    // 0 = hardware concurrency
     int64_t n_batch = 512;
+    KVType kv_type = KVType::F16;
 };
 
 class Context {
@@ -31,6 +32,7 @@ public:
     int64_t n_ctx() const { return cache_.n_ctx(); }
     int64_t n_vocab() const { return hp_.n_vocab; }
     int64_t kv_bytes() const { return cache_.bytes(); }
+    KVType kv_type() const { return cache_.type(); }
     const ModelFile& model() const { return *model_; }
 
     void reset() { cache_.set_used(0); }

@@ -13,9 +13,8 @@ void bind_context(py::module_& m) {
     py::class_<Context>(m, "Context", "A KV cache and scratch space for running one model.")
         .def(py::init([](std::shared_ptr<ModelFile> mf, int64_t n_ctx, int n_threads, int64_t n_batch,
                          const std::string& kv_type) {
-            if (kv_type != "f16")
-                throw InvalidArgument("kv_type '" + kv_type + "' is not supported yet (supported: f16)");
             ContextParams p;
+            p.kv_type = kv_type_from_name(kv_type);
             p.n_ctx = n_ctx;
             p.n_threads = n_threads;
             p.n_batch = n_batch;
@@ -42,6 +41,7 @@ void bind_context(py::module_& m) {
         .def_property_readonly("n_ctx", &Context::n_ctx)
         .def_property_readonly("n_vocab", &Context::n_vocab)
         .def_property_readonly("kv_bytes", &Context::kv_bytes)
+        .def_property_readonly("kv_type", [](const Context& c) { return kv_type_name(c.kv_type()); })
         .def("reset", &Context::reset)
         .def("truncate", [](Context& c, int64_t n) { c.truncate(n); }, py::arg("n_keep"))
         .def("shift", [](Context& c, int64_t n_keep, int64_t n_discard) {
