@@ -110,23 +110,31 @@ struct Q8Rows {
 };
 
 template <class Rows>
-void attend(const float* q, const int32_t* q_pos, int64_t n_tok, const KVCache& cache, int64_t layer, int64_t n_kv,
+void attend(const float* q, const float* q_group, const int32_t* q_pos, int64_t n_tok, const KVCache& cache, int64_t layer, int64_t n_kv,
             const AttentionParams& p, float* out, ThreadPool& pool, int n_threads) {
     const int64_t hd = p.head_dim, group = p.n_head / p.n_head_kv;
     const int32_t* k_pos = cache.positions();
+    const SelfExtend& se = p.self_extend;
     const int64_t n_items = n_tok * p.n_head;
     pool.run(n_threads, [&](int ith, int nth) {
         std::vector<float> scores(static_cast<size_t>(n_kv));  // (n_kv,)
         for (int64_t item = ith; item < n_items; item += nth) {
             const int64_t t = item / p.n_head, h = item % p.n_head, g = h / group;
             const float* qh = q + (t * p.n_head + h) * hd;
+            const float* qgh = se.enabled() ? q_group + (t * p.n_head + h) * hd : nullptr;
             float* o = out + (t * p.n_head + h) * hd;
             const int32_t pq = q_pos[t];
             float mx = -INFINITY;
             for (int64_t j = 0; j < n_kv; ++j) {
                 const int32_t pk = k_pos[j];
                 const bool visible = pk <= pq && (p.sliding_window == 0 || pq - pk < p.sliding_window);
-                scores[j] = visible ? Rows::dot(qh, Rows::at(cache.k_row(layer, j), g * hd), hd) * p.scale : -INFINITY;
+                if (!visible) {
+                    scores[j] = -INFINITY;
+                } else if (se.grouped(pq, pk)) {  // SelfExtend: both sides at grouped positions
+                    scores[j] = Rows::dot(qgh, Rows::at(cache.kg_row(layer, j), g * hd), hd) * p.scale;
+                } else {
+                    scores[j] = Rows::dot(qh, Rows::at(cache.k_row(layer, j), g * hd), hd) * p.scale;
+                }
                 mx = std::max(mx, scores[j]);
             }
             std::fill(o, o + hd, 0.0f);
@@ -145,12 +153,35 @@ void attend(const float* q, const int32_t* q_pos, int64_t n_tok, const KVCache& 
 
 }  // namespace
 
-void attention(const float* q, const int32_t* q_pos, int64_t n_tok, const KVCache& cache, int64_t layer,
-               int64_t n_kv, const AttentionParams& p, float* out, ThreadPool& pool, int n_threads) {
+void attention(const float* q, const float* q_group, const int32_t* q_pos, int64_t n_tok, const KVCache& cache,
+               int64_t layer, int64_t n_kv, const AttentionParams& p, float* out, ThreadPool& pool, int n_threads) {
     if (cache.type() == KVType::F16)
-        attend<F16Rows>(q, q_pos, n_tok, cache, layer, n_kv, p, out, pool, n_threads);
+        attend<F16Rows>(q, q_group, q_pos, n_tok, cache, layer, n_kv, p, out, pool, n_threads);
     else
-        attend<Q8Rows>(q, q_pos, n_tok, cache, layer, n_kv, p, out, pool, n_threads);
+        attend<Q8Rows>(q, q_group, q_pos, n_tok, cache, layer, n_kv, p, out, pool, n_threads);
+}
+
+void attention_step(float* q, float* k, const float* v, const int32_t* pos, int64_t n, KVCache& cache,
+                    int64_t layer, int64_t cell, const RopeParams& rp, const AttentionParams& p, float* scratch_q,
+                    float* scratch_k, float* out, ThreadPool& pool, int n_threads) {
+    const int64_t q_dim = p.n_head * p.head_dim, kv_dim = p.n_head_kv * p.head_dim;
+    const SelfExtend& se = p.self_extend;
+    if (se.enabled()) {
+        // Grouped rotations first, from the unrotated q and k.
+        std::vector<int32_t> qpos(static_cast<size_t>(n)), kpos(static_cast<size_t>(n));  // (n,)
+        for (int64_t t = 0; t < n; ++t) {
+            qpos[t] = se.query_pos(pos[t]);
+            kpos[t] = se.key_pos(pos[t]);
+        }
+        std::memcpy(scratch_q, q, n * q_dim * sizeof(float));
+        std::memcpy(scratch_k, k, n * kv_dim * sizeof(float));
+        rope(scratch_q, qpos.data(), n, p.n_head, p.head_dim, rp);
+        rope(scratch_k, kpos.data(), n, p.n_head_kv, p.head_dim, rp);
+    }
+    rope(q, pos, n, p.n_head, p.head_dim, rp);
+    rope(k, pos, n, p.n_head_kv, p.head_dim, rp);
+    cache.store(layer, cell, k, v, n, se.enabled() ? scratch_k : nullptr);
+    attention(q, se.enabled() ? scratch_q : nullptr, pos, n, cache, layer, cell + n, p, out, pool, n_threads);
 }
 
 }  // namespace pyllong

@@ -5,7 +5,9 @@
 #include <cstdint>
 
 #include "attention/kv_cache.h"
+#include "attention/self_extend.h"
 #include "core/thread_pool.h"
+#include "ops/rope.h"
 
 namespace pyllong {
 
@@ -13,11 +15,21 @@ struct AttentionParams {
     int64_t n_head = 0, n_head_kv = 0, head_dim = 0;
     int64_t sliding_window = 0;  // 0 = full causal attention
     float scale = 1.0f;          // 1/sqrt(head_dim)
+    SelfExtend self_extend;      // off unless window > 0 (the cache then holds grouped keys)
 };
 
-// q: (n_tok, n_head * head_dim) rotated queries at positions q_pos (n_tok,);
+// q: (n_tok, n_head * head_dim) rotated queries at positions q_pos (n_tok,); q_group: the
+// same queries rotated at their SelfExtend positions (null when it is off);
 // keys/values: cells [0, n_kv) of `layer` in `cache`; out: (n_tok, n_head * head_dim).
-void attention(const float* q, const int32_t* q_pos, int64_t n_tok, const KVCache& cache, int64_t layer,
-               int64_t n_kv, const AttentionParams& p, float* out, ThreadPool& pool, int n_threads);
+void attention(const float* q, const float* q_group, const int32_t* q_pos, int64_t n_tok, const KVCache& cache,
+               int64_t layer, int64_t n_kv, const AttentionParams& p, float* out, ThreadPool& pool, int n_threads);
+
+// One layer's attention for a chunk of n tokens at positions pos (n,): rotates q (n, q_dim)
+// and k (n, kv_dim) in place, writes k and v (n, kv_dim) to `cache` cells [cell, cell + n),
+// and attends over cells [0, cell + n) into out (n, q_dim). scratch_q (n, q_dim) and
+// scratch_k (n, kv_dim) hold the grouped rotations when SelfExtend is on.
+void attention_step(float* q, float* k, const float* v, const int32_t* pos, int64_t n, KVCache& cache,
+                    int64_t layer, int64_t cell, const RopeParams& rp, const AttentionParams& p, float* scratch_q,
+                    float* scratch_k, float* out, ThreadPool& pool, int n_threads);
 
 }  // namespace pyllong

@@ -21,9 +21,10 @@ int64_t kv_row_bytes(KVType t, int64_t kv_dim) {
     return t == KVType::F16 ? kv_dim * 2 : static_cast<int64_t>(quant::row_bytes(GGMLType::Q8_0, kv_dim));
 }
 
-KVCache::KVCache(int64_t n_layer, int64_t n_ctx, int64_t kv_dim, KVType type)
+KVCache::KVCache(int64_t n_layer, int64_t n_ctx, int64_t kv_dim, KVType type, bool grouped_keys)
     : n_layer_(n_layer), n_ctx_(n_ctx), kv_dim_(kv_dim), type_(type), row_bytes_(kv_row_bytes(type, kv_dim)),
-      k_(static_cast<size_t>(n_layer * n_ctx * row_bytes_)), v_(k_.size()), pos_(static_cast<size_t>(n_ctx)) {}
+      k_(static_cast<size_t>(n_layer * n_ctx * row_bytes_)), v_(k_.size()), kg_(grouped_keys ? k_.size() : 0),
+      pos_(static_cast<size_t>(n_ctx)) {}
 
 void KVCache::encode(const float* src, uint8_t* dst) const {
     if (type_ == KVType::F16) {
@@ -34,10 +35,11 @@ void KVCache::encode(const float* src, uint8_t* dst) const {
     }
 }
 
-void KVCache::store(int64_t l, int64_t cell, const float* k, const float* v, int64_t n) {
+void KVCache::store(int64_t l, int64_t cell, const float* k, const float* v, int64_t n, const float* kg) {
     for (int64_t r = 0; r < n; ++r) {
         encode(k + r * kv_dim_, k_row(l, cell + r));
         encode(v + r * kv_dim_, v_row(l, cell + r));
+        if (!kg_.empty()) encode(kg + r * kv_dim_, kg_row(l, cell + r));
     }
 }
 
@@ -56,6 +58,7 @@ void KVCache::erase(int64_t first, int64_t n) {
     for (int64_t l = 0; l < n_layer_; ++l) {
         std::memmove(k_row(l, first), k_row(l, first + n), tail * row_bytes_);
         std::memmove(v_row(l, first), v_row(l, first + n), tail * row_bytes_);
+        if (!kg_.empty()) std::memmove(kg_row(l, first), kg_row(l, first + n), tail * row_bytes_);
     }
     std::memmove(pos_.data() + first, pos_.data() + first + n, tail * sizeof(int32_t));
     n_used_ -= n;

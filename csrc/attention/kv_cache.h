@@ -16,22 +16,26 @@ int64_t kv_row_bytes(KVType t, int64_t kv_dim);
 
 class KVCache {
 public:
-    KVCache(int64_t n_layer, int64_t n_ctx, int64_t kv_dim, KVType type);
+    // grouped_keys: also keep every key rotated at its SelfExtend group position.
+    KVCache(int64_t n_layer, int64_t n_ctx, int64_t kv_dim, KVType type, bool grouped_keys = false);
 
     KVType type() const { return type_; }
     int64_t n_ctx() const { return n_ctx_; }
     int64_t kv_dim() const { return kv_dim_; }
     int64_t row_bytes() const { return row_bytes_; }
     int64_t n_used() const { return n_used_; }
-    int64_t bytes() const { return static_cast<int64_t>(k_.size() + v_.size()); }
+    int64_t bytes() const { return static_cast<int64_t>(k_.size() + kg_.size() + v_.size()); }
+    bool has_grouped_keys() const { return !kg_.empty(); }
 
     // Row `cell` of layer l: row_bytes() bytes.
     const uint8_t* k_row(int64_t l, int64_t cell) const { return k_.data() + (l * n_ctx_ + cell) * row_bytes_; }
     const uint8_t* v_row(int64_t l, int64_t cell) const { return v_.data() + (l * n_ctx_ + cell) * row_bytes_; }
+    const uint8_t* kg_row(int64_t l, int64_t cell) const { return kg_.data() + (l * n_ctx_ + cell) * row_bytes_; }
     const int32_t* positions() const { return pos_.data(); }
 
     // Store n rows of K and V (f32, (n, kv_dim)) for layer l at cells [cell, cell + n).
-    void store(int64_t l, int64_t cell, const float* k, const float* v, int64_t n);
+    // kg: the same keys rotated at their group positions, (n, kv_dim); required iff grouped_keys.
+    void store(int64_t l, int64_t cell, const float* k, const float* v, int64_t n, const float* kg = nullptr);
     // One key row as f32 (kv_dim,), and back: for re-rotating keys after a context shift.
     void load_key(int64_t l, int64_t cell, float* out) const;
     void store_key(int64_t l, int64_t cell, const float* in);
@@ -44,6 +48,7 @@ public:
 private:
     uint8_t* k_row(int64_t l, int64_t cell) { return k_.data() + (l * n_ctx_ + cell) * row_bytes_; }
     uint8_t* v_row(int64_t l, int64_t cell) { return v_.data() + (l * n_ctx_ + cell) * row_bytes_; }
+    uint8_t* kg_row(int64_t l, int64_t cell) { return kg_.data() + (l * n_ctx_ + cell) * row_bytes_; }
     void encode(const float* src, uint8_t* dst) const;
 
     int64_t n_layer_, n_ctx_, kv_dim_;
@@ -51,6 +56,7 @@ private:
     int64_t row_bytes_;
     int64_t n_used_ = 0;
     std::vector<uint8_t> k_, v_;  // (n_layer, n_ctx, row_bytes) each
+    std::vector<uint8_t> kg_;     // (n_layer, n_ctx, row_bytes) grouped-position keys, or empty
     std::vector<int32_t> pos_;    // (n_ctx,) position of each cell
 };
 

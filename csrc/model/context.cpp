@@ -37,7 +37,8 @@ Context::Context(std::shared_ptr<const ModelFile> model, const ContextParams& pa
              (params.kv_type == KVType::Q8_0 && hp_.head_dim % 32 != 0)
                  ? throw InvalidArgument("kv_type q8_0 needs a head dimension that is a multiple of 32; this model's is " +
                                          std::to_string(hp_.head_dim) + " (use f16)")
-                 : params.kv_type),
+                 : params.kv_type,
+             params.self_extend.enabled()),
       pool_(default_threads(params.n_threads)) {
     if (params_.n_batch < 1) throw InvalidArgument("n_batch must be at least 1, got " + std::to_string(params_.n_batch));
     params_.n_threads = pool_.size();
@@ -49,7 +50,9 @@ Context::Context(std::shared_ptr<const ModelFile> model, const ContextParams& pa
     attn_.n_head = hp_.n_head;
     attn_.n_head_kv = hp_.n_head_kv;
     attn_.head_dim = hp_.head_dim;
-    attn_.sliding_window = hp_.sliding_window;
+    // SelfExtend replaces Mistral's sliding window while it is on (as the reference does).
+    attn_.self_extend = params_.self_extend;
+    attn_.sliding_window = params_.self_extend.enabled() ? 0 : hp_.sliding_window;
     attn_.scale = 1.0f / std::sqrt(static_cast<float>(hp_.head_dim));
 
     const int64_t nb = std::min(params_.n_batch, params_.n_ctx);
@@ -61,6 +64,10 @@ Context::Context(std::shared_ptr<const ModelFile> model, const ContextParams& pa
     v_.resize(nb * kv_dim);
     if (hp_.arch->arch != Arch::Llama) qkv_.resize(nb * (q_dim + 2 * kv_dim));  // fused projection
     att_.resize(nb * q_dim);                // (n_batch, n_head * head_dim)
+    if (params_.self_extend.enabled()) {
+        qg_.resize(nb * q_dim);             // (n_batch, n_head * head_dim) queries at grouped positions
+        kg_.resize(nb * kv_dim);            // (n_batch, n_head_kv * head_dim) keys at grouped positions
+    }
     tmp_.resize(nb * hp_.n_embd);           // (n_batch, n_embd)
     gate_.resize(nb * 2 * hp_.n_ff);        // (n_batch, 2 * n_ff): fused gate|up for phi3
     up_.resize(nb * hp_.n_ff);              // (n_batch, n_ff)
@@ -136,10 +143,8 @@ void Context::forward(const int32_t* tokens, const int32_t* pos, int64_t n, int6
             matmul(L.wk, xn, k, n, pool_, params_.n_threads);
             matmul(L.wv, xn, v, n, pool_, params_.n_threads);
         }
-        rope(q, pos, n, hp_.n_head, hd, rope_);
-        rope(k, pos, n, hp_.n_head_kv, hd, rope_);
-        cache_.store(l, cell, k, v, n);
-        attention(q, pos, n, cache_, l, cell + n, attn_, att_.data(), pool_, params_.n_threads);
+        attention_step(q, k, v, pos, n, cache_, l, cell, rope_, attn_, qg_.data(), kg_.data(), att_.data(), pool_,
+                       params_.n_threads);
         float* attn_out = tmp_.data();  // (n, E)
         matmul_bias(L.wo, L.bo, att_.data(), attn_out, n);
 
@@ -193,6 +198,9 @@ void Context::shift(int64_t n_keep, int64_t n_discard) {
                               std::to_string(n_discard) + " must be non-negative with n_keep + n_discard <= " +
                               std::to_string(used) + " cached tokens");
     if (n_discard == 0) return;
+    if (params_.self_extend.enabled())
+        throw InvalidArgument("context shift is not available with SelfExtend: SelfExtend reads past the training "
+                              "context instead; raise n_ctx");
     cache_.erase(n_keep, n_discard);
     // Cells after the gap move to earlier positions: rotate their keys back by n_discard.
     std::vector<int32_t> pos(cache_.positions(), cache_.positions() + cache_.n_used());

@@ -18,6 +18,7 @@ struct ContextParams {
     int n_threads = 0;    // 0 = hardware concurrency
     int64_t n_batch = 512;
     KVType kv_type = KVType::F16;
+    SelfExtend self_extend;  // off by default
 };
 
 class Context {
@@ -33,6 +34,7 @@ public:
     int64_t n_vocab() const { return hp_.n_vocab; }
     int64_t kv_bytes() const { return cache_.bytes(); }
     KVType kv_type() const { return cache_.type(); }
+    const SelfExtend& self_extend() const { return params_.self_extend; }
     const ModelFile& model() const { return *model_; }
 
     void reset() { cache_.set_used(0); }
@@ -55,6 +57,7 @@ private:
     AttentionParams attn_;
     // Scratch for one chunk of up to n_batch tokens.
     std::vector<float> x_, xn_, q_, k_, v_, qkv_, att_, tmp_, gate_, up_;
+    std::vector<float> qg_, kg_;  // SelfExtend's grouped rotations, empty when it is off
 };
 
 }  // namespace pyllong
