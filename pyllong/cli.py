@@ -30,6 +30,16 @@ def _parse_ctx(s: str) -> int:
     return n
 
 
+def _parse_self_extend(s: str) -> tuple[int, int]:
+    try:
+        g, w = (int(x) for x in s.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--self-extend takes G,W (e.g. 4,1024), got {s!r}") from None
+    if g < 1 or w < 1 or w % g:
+        raise argparse.ArgumentTypeError(f"--self-extend {s}: need G >= 1, W >= 1 and W a multiple of G")
+    return g, w
+
+
 def cmd_pull(a) -> int:
     from .hub import pull
 
@@ -57,7 +67,15 @@ def cmd_info(a) -> int:
     from .info import format_summary, model_summary
 
     s = model_summary(resolve(a.model, quiet=a.json), a.ctx)
-    print(json.dumps(s, indent=2) if a.json else format_summary(s))
+    if a.self_extend:
+        from .model import self_extend_reach
+
+        g, w = a.self_extend
+        s["self_extend"] = {"group": g, "window": w, "reach": self_extend_reach(s["n_ctx_train"], g, w)}
+    text = format_summary(s)
+    if a.self_extend:
+        text += f"\nself-extend     G={g}, W={w}: reach {s['self_extend']['reach']} tokens"
+    print(json.dumps(s, indent=2) if a.json else text)
     return 0
 
 
@@ -68,6 +86,7 @@ def _load_model(a, **extra):
     from .model import Model
 
     return Model(a.model, n_ctx=a.ctx, n_threads=a.threads, seed=a.seed, kv_type=a.kv_type,
+                 self_extend=a.self_extend,
                  context_shift=getattr(a, "context_shift", False), **extra)
 
 
@@ -224,6 +243,44 @@ def cmd_perplexity(a) -> int:
     return 0
 
 
+def _parse_lengths(s: str) -> list[int]:
+    return [_parse_ctx(x) for x in s.split(",") if x.strip()]
+
+
+def _parse_depths(s: str) -> list[float]:
+    try:
+        ds = [float(x) for x in s.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"depths are numbers in [0, 1], e.g. 0,0.5,1; got {s!r}") from None
+    if not ds or any(d < 0 or d > 1 for d in ds):
+        raise argparse.ArgumentTypeError(f"depths must be in [0, 1], got {s!r}")
+    return ds
+
+
+def cmd_passkey(a) -> int:
+    from . import passkey
+
+    n_ctx = a.ctx or max(a.lengths) + 64
+    model = _load_model(argparse.Namespace(**{**vars(a), "ctx": n_ctx}))
+    label = f"SelfExtend G={a.self_extend[0]}, W={a.self_extend[1]}" if a.self_extend else "plain attention"
+
+    def show(r):
+        if not a.json:
+            mark = "ok " if r["correct"] else "MISS"
+            print(f"{mark} length {r['length']:>6} ({r['n_prompt']} tokens) depth {r['depth']:.2f} "
+                  f"key {r['key']} answer {r['answer']!r}", file=sys.stderr, flush=True)
+
+    recs = passkey.run(model, a.lengths, a.depths, a.trials, a.seed or 0, on_result=show)
+    if a.json:
+        print(json.dumps({"model": model.path, "self_extend": a.self_extend, "records": recs}, indent=2))
+    else:
+        print(f"passkey accuracy, {label}, {model.path}")
+        print(passkey.table(recs))
+    if a.plot:
+        passkey.plot(recs, a.plot, f"passkey: {label}")
+    return 0
+
+
 def _add_model_args(s, default_ctx_help: str) -> None:
     s.add_argument("-m", "--model", default=None, help="registry name or .gguf path (default: smollm2, pulled on first use)")
     s.add_argument("-c", "--ctx", type=_parse_ctx, default=None, help=default_ctx_help)
@@ -231,6 +288,9 @@ def _add_model_args(s, default_ctx_help: str) -> None:
     s.add_argument("-s", "--seed", type=int, default=None, help="sampler seed (default: random)")
     s.add_argument("--kv-type", choices=["f16", "q8_0"], default="f16",
                    help="KV-cache storage: f16, or q8_0 at about half the memory (default: f16)")
+    s.add_argument("--self-extend", type=_parse_self_extend, default=None, metavar="G,W",
+                   help="SelfExtend grouped attention: group size G, neighbour window W; reads up to "
+                        "(L - W) * G + W tokens of a model trained on L (default: off)")
 
 
 def _add_sampling_args(s, n_predict: int) -> None:
@@ -262,6 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_list)
 
     s = sub.add_parser("info", help="print a model's architecture, sizes, quant mix, rope, vocab, KV bytes")
+    s.add_argument("--self-extend", type=_parse_self_extend, default=None, metavar="G,W",
+                   help="also print the reach of SelfExtend with these G, W")
     s.add_argument("model", nargs="?", default="smollm2", help="registry name or .gguf path (default: smollm2)")
     s.add_argument("--ctx", type=_parse_ctx, default=None,
                    help="context length for the KV-cache size (default: the training context)")
@@ -298,6 +360,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print JSON")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_perplexity)
+
+    s = sub.add_parser("passkey", help="passkey retrieval accuracy over prompt lengths and key depths")
+    _add_model_args(s, "context length (default: the longest length + 64)")
+    s.add_argument("--lengths", type=_parse_lengths, default=[4096], help="prompt lengths, e.g. 4k,8k,16k (default: 4k)")
+    s.add_argument("--depths", type=_parse_depths, default=[0.0, 0.25, 0.5, 0.75, 1.0],
+                   help="key depths in [0, 1] (default: 0,0.25,0.5,0.75,1)")
+    s.add_argument("--trials", type=int, default=1, help="random keys per cell (default: 1)")
+    s.add_argument("--json", action="store_true", help="print JSON records")
+    s.add_argument("--plot", default=None, metavar="PNG", help="draw the length x depth grid")
+    s.set_defaults(func=cmd_passkey)
 
     from . import quantize_model
 

@@ -9,6 +9,7 @@ sampler, one `token_to_bytes`, and the text assembler.
 from __future__ import annotations
 
 import os
+import warnings
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -34,11 +35,32 @@ KV_TYPES = ("f16", "q8_0")
 StoppingCriterion = Callable[[np.ndarray, np.ndarray], bool]  # (input_ids, logits) -> stop?
 
 
-def _native_context(model_file, n_ctx, n_threads, n_batch, kv_type):
+def _native_context(model_file, n_ctx, n_threads, n_batch, kv_type, self_extend=None):
     if not hasattr(_core, "Context"):
         raise Error("this build of pyllong has no native forward pass (_core.Context); "
                     "rebuild the package from a source tree that includes it")
-    return _core.Context(model_file, n_ctx, n_threads, n_batch, kv_type)
+    return _core.Context(model_file, n_ctx, n_threads, n_batch, kv_type, self_extend)
+
+
+def self_extend_reach(n_ctx_train: int, group: int, window: int) -> int:
+    """Longest input SelfExtend(G, W) keeps inside the training positions: (L - W) * G + W."""
+    return (n_ctx_train - window) * group + window
+
+
+def _check_self_extend(self_extend, n_ctx_train: int) -> Optional[tuple[int, int]]:
+    if self_extend is None or self_extend is False:
+        return None
+    try:
+        group, window = (int(x) for x in self_extend)
+    except (TypeError, ValueError):
+        raise InvalidArgumentError(f"self_extend must be a (G, W) pair of integers, got {self_extend!r}") from None
+    if group < 1 or window < 1:
+        raise InvalidArgumentError(f"self_extend: G and W must be >= 1, got G={group}, W={window}")
+    if window % group:
+        raise InvalidArgumentError(f"self_extend: W ({window}) must be a multiple of G ({group})")
+    if window >= n_ctx_train:
+        raise InvalidArgumentError(f"self_extend: W ({window}) must be below the training context ({n_ctx_train})")
+    return group, window
 
 
 def _default_threads() -> int:
@@ -140,6 +162,7 @@ class Model:
     def __init__(self, model: Optional[str] = None, n_ctx: Optional[int] = None, n_threads: Optional[int] = None,
                  n_batch: int = 512, seed: Optional[int] = None, kv_type: str = "f16", context_shift: bool = False,
                  n_keep: Optional[int] = None, verbose: bool = False,
+                 self_extend: Optional[tuple[int, int]] = None,
                  _context_factory: Optional[Callable[..., Any]] = None):
         from .hub import resolve
 
@@ -149,6 +172,16 @@ class Model:
         hp = self.model_file.hparams
         self.n_vocab = int(hp["n_vocab"])
         self.n_ctx_train = int(hp["n_ctx_train"])
+        self.self_extend = _check_self_extend(self_extend, self.n_ctx_train)
+        if self.self_extend:
+            reach = self_extend_reach(self.n_ctx_train, *self.self_extend)
+            n_ctx = min(reach, 32768) if n_ctx is None else _check_int("n_ctx", n_ctx, 1, 1 << 24)
+            if n_ctx > reach:
+                warnings.warn(f"n_ctx {n_ctx} exceeds SelfExtend{self.self_extend}'s reach of {reach} tokens "
+                              f"((L - W) * G + W with L = {self.n_ctx_train}); raise G for inputs that long",
+                              stacklevel=2)
+            if context_shift:
+                raise InvalidArgumentError("context_shift cannot be combined with self_extend")
         n_ctx = min(self.n_ctx_train, 4096) if n_ctx is None else _check_int("n_ctx", n_ctx, 1, 1 << 24)
         n_threads = _default_threads() if n_threads is None else _check_int("n_threads", n_threads, 1, 1024)
         n_batch = _check_int("n_batch", n_batch, 1, 1 << 20)
@@ -160,7 +193,11 @@ class Model:
         self.context_shift, self.n_keep = bool(context_shift), n_keep
         self.seed = seed
         self._rng = make_rng(seed)
-        self._ctx = (_context_factory or _native_context)(self.model_file, n_ctx, n_threads, n_batch, kv_type)
+        factory_args = (self.model_file, n_ctx, n_threads, n_batch, kv_type)
+        if self.self_extend:
+            self._ctx = (_context_factory or _native_context)(*factory_args, self.self_extend)
+        else:
+            self._ctx = (_context_factory or _native_context)(*factory_args)
         self._tokens: list[int] = []           # ids in the KV cache, in order
         self._prompt_len = 0                   # length of the current generation's prompt (for n_keep=-1)
         self._active: Optional[CompletionStream] = None
