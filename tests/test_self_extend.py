@@ -100,3 +100,59 @@ def test_invalid_parameters(gw, frag):
     q, k, v = _qkv(4, 1, 1, 8, seed=7)
     with pytest.raises(pyllong.InvalidArgumentError, match=frag):
         _core.attention_probe(q, k, v, 8, 10000.0, False, 4, gw, "f16", 1)
+
+
+# --- whole model ---------------------------------------------------------------------------
+from pyllong.models import synthetic as syn  # noqa: E402
+
+
+@pytest.mark.parametrize("preset", ["tiny-llama-bpe", "tiny-phi2", "tiny-mistral"])
+def test_model_prefill_chunked_and_decode_agree(preset):
+    path = syn.cached_model(**syn.preset_params(preset))
+    mf = _core.ModelFile(path)
+    toks = np.random.default_rng(0).integers(0, mf.hparams["n_vocab"], 60).tolist()
+    one = _core.Context(mf, n_ctx=64, n_threads=2, n_batch=64, self_extend=(4, 8)).eval(toks, True)
+    chunked = _core.Context(mf, n_ctx=64, n_threads=2, n_batch=13, self_extend=(4, 8)).eval(toks, True)
+    ctx = _core.Context(mf, n_ctx=64, n_threads=2, n_batch=64, self_extend=(4, 8))
+    decoded = np.concatenate([ctx.eval(toks[:10], True)] + [ctx.eval([t], False) for t in toks[10:]])
+    np.testing.assert_allclose(chunked, one, atol=1e-4, rtol=0)
+    np.testing.assert_allclose(decoded, one, atol=1e-4, rtol=0)
+    plain = _core.Context(mf, n_ctx=64, n_threads=2, n_batch=64).eval(toks, True)
+    assert np.abs(one - plain).max() > 1e-2  # it does change something past W
+
+
+def test_model_below_window_is_plain_attention_exactly():
+    path = syn.cached_model(**syn.preset_params("tiny-llama-bpe"))
+    mf = _core.ModelFile(path)
+    toks = list(range(5, 35))
+    plain = _core.Context(mf, n_ctx=64, n_threads=1).eval(toks, True)
+    np.testing.assert_array_equal(_core.Context(mf, n_ctx=64, n_threads=1, self_extend=(4, 32)).eval(toks, True), plain)
+    np.testing.assert_array_equal(_core.Context(mf, n_ctx=64, n_threads=1, self_extend=(1, 4)).eval(toks, True), plain)
+
+
+def test_self_extend_refuses_context_shift_and_bad_options():
+    path = syn.cached_model(**syn.preset_params("tiny-llama-bpe"))
+    mf = _core.ModelFile(path)
+    ctx = _core.Context(mf, n_ctx=32, n_threads=1, self_extend=(2, 4))
+    ctx.eval(list(range(5, 25)), False)
+    with pytest.raises(pyllong.InvalidArgumentError, match="not available with SelfExtend"):
+        ctx.shift(2, 4)
+    with pytest.raises(pyllong.InvalidArgumentError):
+        pyllong.Model(path, self_extend=(3, 8))
+    with pytest.raises(pyllong.InvalidArgumentError, match="below the training context"):
+        pyllong.Model(path, self_extend=(2, 256))
+    with pytest.warns(UserWarning, match="reach"):
+        pyllong.Model(path, self_extend=(2, 8), n_ctx=1024)  # reach (256 - 8) * 2 + 8 = 504
+
+
+def test_passkey_prompt_places_the_key():
+    from pyllong import passkey
+
+    tok = lambda s: s.split()  # noqa: E731  (a stand-in tokenizer: words)
+    for depth in (0.0, 0.5, 1.0):
+        p = passkey.build_prompt(tok, 400, depth, 12345)
+        assert p.startswith(passkey.PREFIX) and p.endswith(passkey.QUESTION) and p.count("12345") == 2
+        before = p[: p.index("The pass key is 12345")].count("The grass is green")
+        total = p.count("The grass is green")
+        assert abs(before / total - depth) < 0.05
+        assert abs(len(tok(p)) - 400) < 25
