@@ -109,44 +109,62 @@ struct Q8Rows {
     }
 };
 
+// Work items are (token, kv head): the `group` query heads that share a kv head are
+// scored together, so each cached key and value row is read once per token, not once
+// per query head (GQA decode at depth is bound by reading the cache).
 template <class Rows>
-void attend(const float* q, const float* q_group, const int32_t* q_pos, int64_t n_tok, const KVCache& cache, int64_t layer, int64_t n_kv,
-            const AttentionParams& p, float* out, ThreadPool& pool, int n_threads) {
+void attend(const float* q, const float* q_group, const int32_t* q_pos, int64_t n_tok, const KVCache& cache,
+            int64_t layer, int64_t n_kv, const AttentionParams& p, float* out, ThreadPool& pool, int n_threads) {
     const int64_t hd = p.head_dim, group = p.n_head / p.n_head_kv;
     const int32_t* k_pos = cache.positions();
     const SelfExtend& se = p.self_extend;
-    const int64_t n_items = n_tok * p.n_head;
+    const int64_t n_items = n_tok * p.n_head_kv;
     pool.run(n_threads, [&](int ith, int nth) {
-        std::vector<float> scores(static_cast<size_t>(n_kv));  // (n_kv,)
+        std::vector<float> scores(static_cast<size_t>(group * n_kv));  // (group, n_kv)
+        std::vector<float> mx(static_cast<size_t>(group)), inv(static_cast<size_t>(group));
         for (int64_t item = ith; item < n_items; item += nth) {
-            const int64_t t = item / p.n_head, h = item % p.n_head, g = h / group;
-            const float* qh = q + (t * p.n_head + h) * hd;
-            const float* qgh = se.enabled() ? q_group + (t * p.n_head + h) * hd : nullptr;
-            float* o = out + (t * p.n_head + h) * hd;
+            const int64_t t = item / p.n_head_kv, g = item % p.n_head_kv;
+            const int64_t h0 = g * group;  // first query head of this kv head
+            const float* qh = q + (t * p.n_head + h0) * hd;                                // (group, hd)
+            const float* qgh = se.enabled() ? q_group + (t * p.n_head + h0) * hd : nullptr;  // (group, hd)
+            float* o = out + (t * p.n_head + h0) * hd;                                     // (group, hd)
             const int32_t pq = q_pos[t];
-            float mx = -INFINITY;
+            std::fill(mx.begin(), mx.end(), -INFINITY);
             for (int64_t j = 0; j < n_kv; ++j) {
                 const int32_t pk = k_pos[j];
                 const bool visible = pk <= pq && (p.sliding_window == 0 || pq - pk < p.sliding_window);
                 if (!visible) {
-                    scores[j] = -INFINITY;
-                } else if (se.grouped(pq, pk)) {  // SelfExtend: both sides at grouped positions
-                    scores[j] = Rows::dot(qgh, Rows::at(cache.kg_row(layer, j), g * hd), hd) * p.scale;
-                } else {
-                    scores[j] = Rows::dot(qh, Rows::at(cache.k_row(layer, j), g * hd), hd) * p.scale;
+                    for (int64_t r = 0; r < group; ++r) scores[r * n_kv + j] = -INFINITY;
+                    continue;
                 }
-                mx = std::max(mx, scores[j]);
+                // SelfExtend: distant pairs use both sides at grouped positions.
+                const bool grouped = se.grouped(pq, pk);
+                const uint8_t* krow = Rows::at(grouped ? cache.kg_row(layer, j) : cache.k_row(layer, j), g * hd);
+                const float* qs = grouped ? qgh : qh;
+                for (int64_t r = 0; r < group; ++r) {
+                    const float sc = Rows::dot(qs + r * hd, krow, hd) * p.scale;
+                    scores[r * n_kv + j] = sc;
+                    mx[r] = std::max(mx[r], sc);
+                }
             }
-            std::fill(o, o + hd, 0.0f);
-            if (mx == -INFINITY) continue;  // nothing visible (cannot happen for causal self-attention)
-            float sum = 0;
+            std::fill(o, o + group * hd, 0.0f);
+            for (int64_t r = 0; r < group; ++r) {
+                if (mx[r] == -INFINITY) { inv[r] = 0; continue; }  // nothing visible (not for causal self-attention)
+                float sum = 0;
+                float* sr = scores.data() + r * n_kv;
+                for (int64_t j = 0; j < n_kv; ++j) {
+                    sr[j] = sr[j] == -INFINITY ? 0.0f : std::exp(sr[j] - mx[r]);
+                    sum += sr[j];
+                }
+                inv[r] = 1.0f / sum;
+            }
             for (int64_t j = 0; j < n_kv; ++j) {
-                scores[j] = scores[j] == -INFINITY ? 0.0f : std::exp(scores[j] - mx);
-                sum += scores[j];
+                const uint8_t* vrow = Rows::at(cache.v_row(layer, j), g * hd);
+                for (int64_t r = 0; r < group; ++r) {
+                    const float w = scores[r * n_kv + j];
+                    if (w != 0.0f) Rows::axpy(o + r * hd, w * inv[r], vrow, hd);
+                }
             }
-            const float inv = 1.0f / sum;
-            for (int64_t j = 0; j < n_kv; ++j)
-                if (scores[j] != 0.0f) Rows::axpy(o, scores[j] * inv, Rows::at(cache.v_row(layer, j), g * hd), hd);
         }
     });
 }
