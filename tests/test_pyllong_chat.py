@@ -364,3 +364,29 @@ def test_interactive_session_with_ctrl_c(chat_bin, smollm2_path):
     finally:
         child.close()
     assert child.exitstatus == 0 and child.signalstatus is None
+
+
+# ---------------------------------------------------------------------------------------------
+# The native sampler chain
+
+@pytest.mark.parametrize("narrowing", [["--top-k", "1"], ["--min-p", "1"], ["--top-p", "1e-9"]],
+                         ids=["top-k 1", "min-p 1", "top-p ~0"])
+def test_filters_that_keep_one_token_sample_greedily(chat_bin, smollm2_path, narrowing):
+    # Penalties run before the filters (llama.cpp's order, as in Python): a chain cut to one
+    # candidate is the greedy choice after penalties, whatever the temperature and seed.
+    base = ["-m", smollm2_path, "-p", "Describe a sunset.", "-n", "48", "--repeat-penalty", "1.2"]
+    greedy = ok(run(chat_bin, *base, "--temp", "0"))
+    assert ok(run(chat_bin, *base, "--temp", "1.5", "--seed", "3", *narrowing)) == greedy
+
+
+def test_sampling_depends_on_the_seed(chat_bin, tiny_bpe):
+    base = ["-m", tiny_bpe, "-c", 256, "-p", "hello", "-n", 40, "--temp", 1.0]
+    outs = {ok(run(chat_bin, *base, "--seed", s)) for s in range(4)}
+    assert len(outs) > 1
+
+
+def test_json_escapes_control_characters_and_invalid_utf8_input(chat_bin, smollm2_path):
+    res = subprocess.run([chat_bin, "-m", smollm2_path, "-n", "8", "--temp", "0", "--json"],
+                         input=b"tab\there \xff\xfe \"quoted\"\n", capture_output=True, timeout=TIMEOUT)
+    doc = json.loads(ok(res))
+    assert doc["messages"][0]["content"] == 'tab\there \ufffd\ufffd "quoted"'

@@ -2,9 +2,13 @@
 
 #include <cstdio>
 
+#include "apps/chat/text_assembler.h"
+
 namespace pyllong::chat {
 
-std::string json_string(std::string_view s) {
+std::string json_string(std::string_view text) {
+    std::string s(text);
+    s = decode_utf8_prefix(s, true);  // user input may be any bytes: JSON needs valid UTF-8
     std::string out = "\"";
     for (const char ch : s) {
         const auto c = static_cast<unsigned char>(ch);

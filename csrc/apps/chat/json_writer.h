@@ -10,7 +10,7 @@
 
 namespace pyllong::chat {
 
-// A JSON string literal (quotes included); the text is valid UTF-8 (the assembler ensures it).
+// A JSON string literal (quotes included); invalid UTF-8 in `s` becomes U+FFFD.
 std::string json_string(std::string_view s);
 
 
