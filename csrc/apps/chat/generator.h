@@ -1,0 +1,72 @@
+// The generation side of pyllong-chat, the C++ twin of pyllong.Model's loop (model.py):
+// a Context with a mirror of the token ids in its KV cache, prefill that evaluates only
+// what is not cached yet, and the sampling loop with end-of-generation tokens and stop
+// strings. Rules here mirror model.py (_find_eog_ids, _prefill, _generate, tokenize_chat)
+// so that greedy output matches the Python API token for token.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "model/context.h"
+#include "model/model_file.h"
+#include "sampling/sampler.h"
+#include "tokenizer/tokenizer.h"
+
+namespace pyllong::chat {
+
+struct Reply {
+    std::string text;
+    std::vector<int32_t> tokens;     // generated ids, the end-of-generation token excluded
+    bool stopped_by_token = false;   // ended on an end-of-generation / end-of-turn token
+    std::string finish_reason;       // "stop" | "length" | "interrupted"
+    int64_t prompt_tokens = 0;
+};
+
+class Generator {
+public:
+    Generator(std::shared_ptr<const ModelFile> model, const ContextParams& ctx_params,
+              const SamplingParams& sampling, uint64_t seed);
+
+    const Tokenizer& tokenizer() const { return tokenizer_; }
+    const ModelFile& model() const { return *model_; }
+    int64_t n_ctx() const { return ctx_.n_ctx(); }
+    int32_t bos() const { return model_->vocab().bos; }
+    int32_t eos() const { return model_->vocab().eos; }
+    std::string token_text(int32_t id) const;  // "" for -1
+
+    // Tokens of a rendered chat prompt: special tokens parsed, BOS added once.
+    std::vector<int32_t> tokenize_chat(const std::string& text) const;
+
+    // `end_of_turn` (the chat format's marker) also ends a reply: as a token id when it is one
+    // control token, else as a stop string (Model._chat_end_markers).
+    void set_end_of_turn(const std::string& end_of_turn);
+
+    // Bring the cache to `prompt` and generate up to max_tokens; on_text gets each piece of
+    // text as soon as it is final. Ctrl-C (interrupt flag) ends the reply early.
+    Reply generate(const std::vector<int32_t>& prompt, int64_t max_tokens,
+                   const std::function<void(const std::string&)>& on_text);
+
+    void reset();
+
+private:
+    bool is_special(int32_t id) const;
+    std::set<int32_t> find_eog_ids() const;
+    // Returns the logits of the last prompt token, or empty when interrupted.
+    std::vector<float> prefill(const std::vector<int32_t>& prompt);
+    std::vector<float> eval_tracked(const int32_t* tokens, int64_t n);
+
+    std::shared_ptr<const ModelFile> model_;
+    Tokenizer tokenizer_;
+    Context ctx_;
+    int64_t n_batch_;
+    Sampler sampler_;
+    std::vector<int32_t> cached_;        // ids in the KV cache, in order
+    std::set<int32_t> stop_ids_;         // end-of-generation + end-of-turn tokens
+    std::vector<std::string> stop_strings_;
+};
+
+}  // namespace pyllong::chat

@@ -1,0 +1,60 @@
+#include "apps/chat/json_writer.h"
+
+#include <cstdio>
+
+#include "apps/chat/text_assembler.h"
+
+namespace pyllong::chat {
+
+std::string json_string(std::string_view text) {
+    std::string s(text);
+    s = decode_utf8_prefix(s, true);  // user input may be any bytes: JSON needs valid UTF-8
+    std::string out = "\"";
+    for (const char ch : s) {
+        const auto c = static_cast<unsigned char>(ch);
+        switch (c) {
+            case '"': out += "\\\""; break;
+            case '\\': out += "\\\\"; break;
+            case '\n': out += "\\n"; break;
+            case '\r': out += "\\r"; break;
+            case '\t': out += "\\t"; break;
+            default:
+                if (c < 0x20) {
+                    char buf[8];
+                    std::snprintf(buf, sizeof buf, "\\u%04x", c);
+                    out += buf;
+                } else {
+                    out += ch;
+                }
+        }
+    }
+    return out + "\"";
+}
+
+void Transcript::add_user(const std::string& content) { entries_.push_back({"user", content, "", "", 0, 0}); }
+
+void Transcript::add_reply(const Reply& r) {
+    entries_.push_back({"assistant", r.text, r.finish_reason, "", r.prompt_tokens,
+                        static_cast<int64_t>(r.tokens.size())});
+}
+
+void Transcript::add_error(const std::string& message) { entries_.back().error = message; }
+
+std::string Transcript::to_json(const std::string& model, const char* format, const std::optional<std::string>& system,
+                                int dropped_turns) const {
+    std::string s = "{\"model\": " + json_string(model) + ", \"chat_format\": " + json_string(format) +
+                    ", \"system\": " + (system ? json_string(*system) : "null") + ", \"messages\": [";
+    for (size_t i = 0; i < entries_.size(); ++i) {
+        const Entry& e = entries_[i];
+        s += (i ? ", " : "") + std::string("{\"role\": ") + json_string(e.role) + ", \"content\": " + json_string(e.content);
+        if (e.role == "assistant")
+            s += ", \"finish_reason\": " + json_string(e.finish_reason) +
+                 ", \"prompt_tokens\": " + std::to_string(e.prompt_tokens) +
+                 ", \"completion_tokens\": " + std::to_string(e.completion_tokens);
+        if (!e.error.empty()) s += ", \"error\": " + json_string(e.error);
+        s += "}";
+    }
+    return s + "], \"dropped_turns\": " + std::to_string(dropped_turns) + "}\n";
+}
+
+}  // namespace pyllong::chat

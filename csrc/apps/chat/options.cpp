@@ -1,0 +1,167 @@
+#include "apps/chat/options.h"
+
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <string_view>
+#include <vector>
+
+#include "apps/chat/chat_format.h"
+#include "core/error.h"
+
+namespace pyllong::chat {
+
+namespace {
+
+double parse_double(const std::string& opt, const std::string& v) {
+    char* end = nullptr;
+    errno = 0;
+    const double d = std::strtod(v.c_str(), &end);
+    if (v.empty() || *end != '\0' || errno == ERANGE || !std::isfinite(d))
+        throw InvalidArgument(opt + " expects a number, got '" + v + "'");
+    return d;
+}
+
+int64_t parse_int(const std::string& opt, const std::string& v, int64_t lo, int64_t hi) {
+    char* end = nullptr;
+    errno = 0;
+    const long long x = std::strtoll(v.c_str(), &end, 10);
+    if (v.empty() || *end != '\0' || errno == ERANGE)
+        throw InvalidArgument(opt + " expects an integer, got '" + v + "'");
+    if (x < lo || x > hi)
+        throw InvalidArgument(opt + " must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + v);
+    return x;
+}
+
+// A context size may be written 4096 or 4k, as `pyllong chat --ctx` accepts.
+int64_t parse_ctx(const std::string& opt, std::string v) {
+    int64_t scale = 1;
+    if (!v.empty() && (v.back() == 'k' || v.back() == 'K')) v.pop_back(), scale = 1024;
+    return parse_int(opt, v, 1, (int64_t(1) << 24) / scale) * scale;
+}
+
+std::string fmt(double d) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%g", d);
+    return buf;
+}
+
+struct Option {
+    const char* names;     // "-c, --ctx-size"
+    const char* metavar;   // "" for a flag
+    std::string help;      // ends with the default
+    std::function<void(ChatOptions&, const std::string& opt, const std::string& value)> set;
+};
+
+std::vector<Option> option_table() {
+    const ChatOptions d;
+    const SamplingParams s;
+    return {
+        {"-m, --model", "PATH|NAME", "GGUF file, or a model pulled with `pyllong pull` (default: " + d.model + ")",
+         [](ChatOptions& o, auto&, auto& v) { o.model = v; }},
+        {"-c, --ctx-size", "N", "context length in tokens, e.g. 4096 or 4k (default: min(training context, 4096))",
+         [](ChatOptions& o, auto& n, auto& v) { o.n_ctx = parse_ctx(n, v); }},
+        {"-t, --threads", "N", "CPU threads (default: the CPUs this process may use, at most 16)",
+         [](ChatOptions& o, auto& n, auto& v) { o.n_threads = static_cast<int>(parse_int(n, v, 1, 1024)); }},
+        {"-b, --batch-size", "N", "prompt tokens per forward call (default: " + std::to_string(d.n_batch) + ")",
+         [](ChatOptions& o, auto& n, auto& v) { o.n_batch = parse_int(n, v, 1, 1 << 20); }},
+        {"-n, --n-predict", "N", "max tokens per reply (default: " + std::to_string(d.n_predict) + ")",
+         [](ChatOptions& o, auto& n, auto& v) { o.n_predict = parse_int(n, v, 0, int64_t(1) << 30); }},
+        {"--temp", "T", "temperature; 0 = greedy (default: " + fmt(s.temperature) + ")",
+         [](ChatOptions& o, auto& n, auto& v) { o.sampling.temperature = parse_double(n, v); }},
+        {"--top-k", "K", "keep the K most likely tokens; 0 = off (default: " + std::to_string(s.top_k) + ")",
+         [](ChatOptions& o, auto& n, auto& v) { o.sampling.top_k = static_cast<int32_t>(parse_int(n, v, 0, INT32_MAX)); }},
+        {"--top-p", "P", "nucleus sampling; 1 = off (default: " + fmt(s.top_p) + ")",
+         [](ChatOptions& o, auto& n, auto& v) { o.sampling.top_p = parse_double(n, v); }},
+        {"--min-p", "P", "keep tokens with p >= min_p * p(top); 0 = off (default: " + fmt(s.min_p) + ")",
+         [](ChatOptions& o, auto& n, auto& v) { o.sampling.min_p = parse_double(n, v); }},
+        {"--repeat-penalty", "X", "penalty for recent tokens; 1 = off (default: " + fmt(s.repeat_penalty) + ")",
+         [](ChatOptions& o, auto& n, auto& v) { o.sampling.repeat_penalty = parse_double(n, v); }},
+        {"--repeat-last-n", "N", "penalty window in tokens; 0 = off, -1 = whole context (default: " +
+                                     std::to_string(s.repeat_last_n) + ")",
+         [](ChatOptions& o, auto& n, auto& v) { o.sampling.repeat_last_n = static_cast<int32_t>(parse_int(n, v, -1, INT32_MAX)); }},
+        {"--seed", "N", "random seed; -1 = random (default: -1)",
+         [](ChatOptions& o, auto& n, auto& v) { o.seed = parse_int(n, v, -1, INT64_MAX); }},
+        {"--system", "TEXT", "system prompt, kept when old turns are dropped (default: none)",
+         [](ChatOptions& o, auto&, auto& v) { o.system = v; }},
+        {"--chat-format", "NAME", "auto (from the model's template) or one of " + format_names() + " (default: auto)",
+         [](ChatOptions& o, auto& n, auto& v) {
+             if (v != "auto" && !format_from_name(v))
+                 throw InvalidArgument(n + " must be auto or one of " + format_names() + ", got '" + v + "'");
+             o.chat_format = v;
+         }},
+        {"--chat-template", "TEXT", "detect the format from this template text instead of the model's (default: none)",
+         [](ChatOptions& o, auto&, auto& v) { o.chat_template = v; }},
+        {"-p, --prompt", "TEXT", "one message: print the reply and exit (default: interactive, or stdin lines)",
+         [](ChatOptions& o, auto&, auto& v) { o.prompt = v; }},
+        {"--json", "", "print the conversation as one JSON object at the end instead of streaming (default: off)",
+         [](ChatOptions& o, auto&, auto&) { o.json = true; }},
+        {"--print-prompt", "", "print the rendered prompt of --system and -p, then exit (default: off)",
+         [](ChatOptions& o, auto&, auto&) { o.print_prompt = true; }},
+        {"-h, --help", "", "show this help and exit", [](ChatOptions& o, auto&, auto&) { o.help = true; }},
+    };
+}
+
+bool has_name(const char* names, std::string_view a) {
+    std::string_view n(names);
+    while (!n.empty()) {
+        const size_t comma = n.find(", ");
+        if (n.substr(0, comma) == a) return true;
+        if (comma == std::string_view::npos) break;
+        n.remove_prefix(comma + 2);
+    }
+    return false;
+}
+
+}  // namespace
+
+ChatOptions parse_options(int argc, char** argv) {
+    ChatOptions o;
+    const auto table = option_table();
+    for (int i = 1; i < argc; ++i) {
+        std::string a = argv[i], value;
+        bool inline_value = false;
+        if (a.rfind("--", 0) == 0 && a.find('=') != std::string::npos) {  // --temp=0
+            value = a.substr(a.find('=') + 1);
+            a = a.substr(0, a.find('='));
+            inline_value = true;
+        }
+        const Option* opt = nullptr;
+        for (const auto& t : table)
+            if (has_name(t.names, a)) opt = &t;
+        if (!opt) throw InvalidArgument("unknown option '" + a + "' (see --help)");
+        if (*opt->metavar && !inline_value) {
+            if (i + 1 >= argc) throw InvalidArgument(a + " needs a value (" + opt->metavar + ")");
+            value = argv[++i];
+        } else if (!*opt->metavar && inline_value) {
+            throw InvalidArgument(a + " takes no value");
+        }
+        opt->set(o, a, value);
+        if (o.help) return o;
+    }
+    o.sampling.validate();
+    return o;
+}
+
+std::string usage_text() {
+    std::string s =
+        "usage: pyllong-chat [-m MODEL] [options]\n"
+        "\n"
+        "Chat with a GGUF model from the terminal (no Python needed). Interactive on a terminal;\n"
+        "otherwise each stdin line is one user message (end a line with \\ to continue it).\n"
+        "Commands: /reset (forget the conversation), /system [TEXT], /exit. Ctrl-C stops a reply,\n"
+        "Ctrl-D (end of input) exits.\n"
+        "\n"
+        "options:\n";
+    for (const auto& o : option_table()) {
+        std::string left = std::string("  ") + o.names + (*o.metavar ? std::string(" ") + o.metavar : "");
+        if (left.size() < 28) left.resize(28, ' ');
+        else left += "\n" + std::string(28, ' ');
+        s += left + o.help + "\n";
+    }
+    return s;
+}
+
+}  // namespace pyllong::chat

@@ -1,0 +1,34 @@
+// pyllong-chat's command line. Defaults mirror `pyllong chat` (pyllong/cli.py) and the Python
+// sampling defaults (pyllong/sampling.py SamplingParams); --help prints each one.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "sampling/sampler.h"
+
+namespace pyllong::chat {
+
+struct ChatOptions {
+    std::string model = "smollm2";        // path or a pulled registry name (hub.DEFAULT_MODEL)
+    int64_t n_ctx = 0;                    // 0 = min(training context, 4096), like pyllong.Model
+    int n_threads = 0;                    // 0 = the CPUs this process may use, at most 16
+    int64_t n_batch = 512;
+    int64_t n_predict = 512;              // max tokens per reply (pyllong chat's default)
+    SamplingParams sampling;
+    int64_t seed = -1;                    // -1 = random
+    std::optional<std::string> system;
+    std::string chat_format = "auto";
+    std::optional<std::string> chat_template;  // overrides the GGUF's template text
+    std::optional<std::string> prompt;    // -p: one message, print the reply, exit
+    bool json = false;
+    bool print_prompt = false;
+    bool help = false;
+};
+
+// Throws InvalidArgument with one sentence naming the option and what is wrong.
+ChatOptions parse_options(int argc, char** argv);
+
+std::string usage_text();
+
+}  // namespace pyllong::chat
