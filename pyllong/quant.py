@@ -6,7 +6,7 @@ blocks, backed by the native kernels (pyllong._core).
     y = quant.matmul(raw, "Q4_K", w.shape, x)          # x: (n_tok, n_in) or (n_in,)
 
 Types: F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K Q4_K Q5_K Q6_K. The SIMD path is
-chosen from the CPU (override with PYLLONG_SIMD=scalar|avx2|avx512|avx512vnni, or per
+chosen from the CPU (override with PYLLONG_SIMD=scalar|avx2|avx512|avx512vnni|neon|neondot, or per
 call with simd=...)."""
 from __future__ import annotations
 

@@ -137,7 +137,7 @@ def test_env_override_rejects_unknown_or_unsupported():
             "except ValueError as e: print('ERR', e)\n")
     r = run_with_env(code, "sse9")
     assert "ERR" in r.stdout and "sse9" in r.stdout
-    unsupported = [p for p in ("avx2", "avx512", "avx512vnni") if p not in PATHS]
+    unsupported = [p for p in ("avx2", "avx512", "avx512vnni", "neon", "neondot") if p not in PATHS]
     for p in unsupported:  # empty on a CPU that has them all
         r = run_with_env(code, p)
         assert "ERR" in r.stdout

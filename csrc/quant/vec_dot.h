@@ -19,7 +19,8 @@ using VecDotFn = float (*)(int64_t n, const void* w, const void* a);
 constexpr int kDotRows = 4;
 using VecDotRowsFn = void (*)(int64_t n, const void* w, const void* a, size_t a_stride, float* out);
 
-enum class SimdPath { Scalar, Avx2, Avx512, Avx512Vnni };
+// Neon: AArch64 Advanced SIMD; NeonDot: the same plus the ARMv8.2 SDOT instruction.
+enum class SimdPath { Scalar, Avx2, Avx512, Avx512Vnni, Neon, NeonDot };
 
 constexpr int kTypeSlots = 31;  // GGMLType ids 0..30
 // x: (n,) -> the activation row in format f; every path's version gives the same bytes.
@@ -54,5 +55,8 @@ void fill_dot_table_scalar(DotTable& t);
 void fill_dot_table_avx2(DotTable& t);
 void fill_act_quantizer_avx2(DotTable& t);
 void fill_dot_table_avx512(DotTable& t, bool vnni);
+void fill_dot_table_neon(DotTable& t);
+void fill_act_quantizer_neon(DotTable& t);
+void fill_dot_table_neon_dotprod(DotTable& t);
 
 }  // namespace pyllong::quant
