@@ -390,3 +390,25 @@ def test_json_escapes_control_characters_and_invalid_utf8_input(chat_bin, smollm
                          input=b"tab\there \xff\xfe \"quoted\"\n", capture_output=True, timeout=TIMEOUT)
     doc = json.loads(ok(res))
     assert doc["messages"][0]["content"] == 'tab\there \ufffd\ufffd "quoted"'
+
+
+def test_self_extend_and_q8_0_greedy_equal_python(chat_bin):
+    # A window of 8 tokens: the chat prompt is far past it, so grouped pairs are exercised.
+    path = cached_model(**preset_params("tiny-llama-k", qtype="F32"))  # head_dim 64 (q8_0 needs % 32)
+    model = pyllong.Model(path, n_ctx=256, self_extend=(2, 8), kv_type="q8_0")
+    plain = pyllong.Model(path, n_ctx=256)
+    for case in GREEDY_CASES[:2]:
+        expected = python_greedy(model, case, 40)
+        got = ok(run(chat_bin, "-m", path, "-c", 256, "--self-extend", "2,8", "--kv-type", "q8_0",
+                     *native_greedy_args(case, 40)))
+        assert got == expected + "\n", case
+    assert any(python_greedy(model, c, 40) != python_greedy(plain, c, 40) for c in GREEDY_CASES[:2])
+
+
+@pytest.mark.parametrize("args,frag", [(["--self-extend", "4,6"], "multiple of the group size"),
+                                       (["--self-extend", "4"], "expects G,W"),
+                                       (["--kv-type", "q4_0"], "f16 or q8_0")])
+def test_self_extend_and_kv_type_option_errors(chat_bin, args, frag):
+    r = run(chat_bin, "-m", cached_model(**preset_params("tiny-llama-bpe")), "-p", "hi", *args)
+    assert_one_line_error(r)
+    assert frag in r.stderr.decode()

@@ -66,7 +66,20 @@ int run(const ChatOptions& o) {
     }
 
     ContextParams cp;
-    cp.n_ctx = o.n_ctx > 0 ? o.n_ctx : std::min<int64_t>(model->hparams().n_ctx_train, 4096);
+    cp.kv_type = kv_type_from_name(o.kv_type);
+    const int64_t n_train = model->hparams().n_ctx_train;
+    cp.n_ctx = o.n_ctx > 0 ? o.n_ctx : std::min<int64_t>(n_train, 4096);
+    if (o.se_window > 0) {  // as pyllong.Model: W below the training context, n_ctx up to the reach
+        if (o.se_window >= n_train)
+            throw InvalidArgument("--self-extend: W (" + std::to_string(o.se_window) +
+                                  ") must be below the training context (" + std::to_string(n_train) + ")");
+        cp.self_extend = make_self_extend(o.se_group, o.se_window);
+        const int64_t reach = cp.self_extend.reach(n_train);
+        if (o.n_ctx <= 0) cp.n_ctx = std::min<int64_t>(reach, 32768);
+        if (cp.n_ctx > reach)
+            std::fprintf(stderr, "pyllong-chat: warning: -c %lld exceeds SelfExtend's reach of %lld tokens\n",
+                         static_cast<long long>(cp.n_ctx), static_cast<long long>(reach));
+    }
     cp.n_threads = o.n_threads > 0 ? o.n_threads : default_threads();
     cp.n_batch = o.n_batch;
     Generator gen(model, cp, o.sampling, seed_of(o.seed));

@@ -1,5 +1,7 @@
 #include "apps/chat/options.h"
 
+#include "attention/self_extend.h"
+
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -67,6 +69,20 @@ std::vector<Option> option_table() {
          [](ChatOptions& o, auto& n, auto& v) { o.n_threads = static_cast<int>(parse_int(n, v, 1, 1024)); }},
         {"-b, --batch-size", "N", "prompt tokens per forward call (default: " + std::to_string(d.n_batch) + ")",
          [](ChatOptions& o, auto& n, auto& v) { o.n_batch = parse_int(n, v, 1, 1 << 20); }},
+        {"--kv-type", "TYPE", "KV-cache storage: f16, or q8_0 at about half the memory (default: " + d.kv_type + ")",
+         [](ChatOptions& o, auto& n, auto& v) {
+             if (v != "f16" && v != "q8_0") throw InvalidArgument(n + " must be f16 or q8_0, got '" + v + "'");
+             o.kv_type = v;
+         }},
+        {"--self-extend", "G,W", "SelfExtend grouped attention: group size G, neighbour window W, reading up to "
+                                 "(L - W) * G + W tokens of a model trained on L (default: off)",
+         [](ChatOptions& o, auto& n, auto& v) {
+             const size_t comma = v.find(',');
+             if (comma == std::string::npos) throw InvalidArgument(n + " expects G,W (e.g. 4,1024), got '" + v + "'");
+             o.se_group = parse_int(n, v.substr(0, comma), 1, 1 << 20);
+             o.se_window = parse_int(n, v.substr(comma + 1), 1, 1 << 24);
+             make_self_extend(o.se_group, o.se_window);  // W % G == 0
+         }},
         {"-n, --n-predict", "N", "max tokens per reply (default: " + std::to_string(d.n_predict) + ")",
          [](ChatOptions& o, auto& n, auto& v) { o.n_predict = parse_int(n, v, 0, int64_t(1) << 30); }},
         {"--temp", "T", "temperature; 0 = greedy (default: " + fmt(s.temperature) + ")",

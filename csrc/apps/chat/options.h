@@ -14,6 +14,8 @@ struct ChatOptions {
     int64_t n_ctx = 0;                    // 0 = min(training context, 4096), like pyllong.Model
     int n_threads = 0;                    // 0 = the CPUs this process may use, at most 16
     int64_t n_batch = 512;
+    std::string kv_type = "f16";          // f16 | q8_0
+    int64_t se_group = 0, se_window = 0;  // --self-extend G,W; 0 = off
     int64_t n_predict = 512;              // max tokens per reply (pyllong chat's default)
     SamplingParams sampling;
     int64_t seed = -1;                    // -1 = random
