@@ -47,7 +47,8 @@ FACTORS = llama31_rope_factors(HEAD_DIM, ROPE_BASE)
 def _params(with_factors: bool = True, **overrides) -> dict:
     params = dict(arch="llama", vocab="bpe", pre_tokenizer="llama-bpe", n_layer=2, n_embd=N_EMBD,
                   n_head=N_HEAD, n_head_kv=N_HEAD_KV, n_ff=256, n_ctx_train=8192, rope_freq_base=ROPE_BASE,
-                  name="tiny-llama3", seed=3)
+                  name="tiny-llama3", seed=3,
+                  extra_metadata={"tokenizer.ggml.add_bos_token": True})  # as Meta-Llama-3 GGUFs have it
     if with_factors:
         params["override_tensors"] = {"rope_freqs.weight": FACTORS}
     params.update(overrides)
@@ -71,10 +72,10 @@ def test_model_is_llama3_shaped(llama3):
     hp = mf.hparams
     assert (hp["n_head"], hp["n_head_kv"], hp["n_embd"]) == (N_HEAD, N_HEAD_KV, N_EMBD)
     assert hp["rope_freq_base"] == pytest.approx(ROPE_BASE)
-    assert mf.vocab["add_bos"]  # llama-bpe vocabularies add BOS (llama.cpp's default)
+    assert mf.vocab["add_bos"] and mf.vocab["bos"] >= 0
     f = _core.GGUFFile(path)
     assert f.metadata["tokenizer.ggml.model"] == "gpt2" and f.metadata["tokenizer.ggml.pre"] == "llama-bpe"
-    assert "rope_freqs.weight" in {t.name for t in f.tensors}
+    assert "rope_freqs.weight" in f.tensors and tuple(f.tensors["rope_freqs.weight"].shape) == (HEAD_DIM // 2,)
     # the factors are not all 1, and matter: without them the reference logits move far past TOL
     assert FACTORS.min() == 1.0 and FACTORS.max() == 8.0
 

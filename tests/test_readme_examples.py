@@ -49,7 +49,7 @@ def _with_checks(src: str) -> str:
             except (SyntaxError, ValueError):
                 pass
             else:
-                line = f"__check({m.group(1)}, {expected!r}, {m.group(1)!r})"
+                line = f"__check(({m.group(1)}), {expected!r}, {m.group(1)!r})"
         out.append(line)
     return "\n".join(out)
 
