@@ -125,6 +125,14 @@ def top2(row: np.ndarray) -> tuple[int, float, int, float]:
     return int(i[0]), float(row[i[0]]), int(i[1]), float(row[i[1]])
 
 
+def reference_top2(model: str, tokens: list[int]) -> tuple[int, float, int, float]:
+    """Top-2 of the float64 numpy reference (tests/reference/forward.py: dequantized weights,
+    no activation quantization) for the next token: the "true" gap at a divergence."""
+    sys.path.insert(0, os.path.join(ROOT, "tests"))
+    from reference.forward import reference_logits
+    return top2(reference_logits(model, tokens)[-1])
+
+
 def text_match_tokens(llm, toks: list[int], peer_text: str) -> int:
     """How many of pyllong's tokens have text that is a prefix of llama-completion's output."""
     k = 0
@@ -176,6 +184,11 @@ def run_greedy(a, model: str) -> list[dict]:
                                      "pyllong_gap": top2(mine)[1] - top2(mine)[3],
                                      "llamacpp_gap": top2(theirs)[1] - top2(theirs)[3],
                                      "max_abs_logit_diff": float(np.abs(mine - theirs).max())}
+                if a.reference:
+                    row["divergence"]["reference_top2"] = reference_top2(model, ctx_toks)
+            if "llama_completion_text" in row:
+                # llama.cpp against itself: its decode loop (llama-completion) vs its batch argmax stepping
+                row["llamacpp_self_text_match"] = text_match_tokens(llm, peer, row["llama_completion_text"])
         rows.append(row)
         desc = f"[{kind}] {prompt[-40:]!r}: {len(ours)} tokens ({res.finish_reason})"
         if "text_match" in row:
@@ -185,7 +198,9 @@ def run_greedy(a, model: str) -> list[dict]:
         if "divergence" in row:
             d = row["divergence"]
             desc += (f" | diverges at {d['step']}: pyllong top2 {d['pyllong_top2']}, llama.cpp top2 "
-                     f"{d['llamacpp_top2']}")
+                     f"{d['llamacpp_top2']}, reference top2 {d.get('reference_top2')}")
+        if "llamacpp_self_text_match" in row:
+            desc += f" | llama.cpp self (completion vs stepping): {row['llamacpp_self_text_match']}/{len(row['llamacpp_tokens'])}"
         print(desc, flush=True)
     llm.close()
     return rows
@@ -203,6 +218,7 @@ def main() -> None:
     ap.add_argument("--skip-ppl", action="store_true")
     ap.add_argument("--skip-greedy", action="store_true")
     ap.add_argument("--json", default=None, help="write all results here")
+    ap.add_argument("--reference", action="store_true", help="also the float64 reference's top-2 at divergences")
     a = ap.parse_args()
     model = a.model or model_path()
     out = {"model": model}
