@@ -159,7 +159,8 @@ def run_greedy(a, model: str) -> list[dict]:
             peer_text = llama_completion(a.bin, model, prompt, a.threads)
             row["llama_completion_text"] = peer_text
             row["text_match"] = text_match_tokens(llm, ours, peer_text)
-            row["text_equal"] = peer_text == str(res)
+            # llama-completion prints a blank line when it stops: compare without trailing newlines
+            row["text_equal"] = peer_text.rstrip("\n") == str(res).rstrip("\n")
         if a.dump_logits:
             # llama.cpp argmax stepping over the same prompt ids, up to N_GEN tokens or EOG
             seq = list(ptoks)
