@@ -4,7 +4,7 @@ The text is the Python reference documentation topics that `pydoc` prints for `h
 `help("NUMBERS")`, ... (pydoc_data.topics: 79 sections of the Language Reference, plain
 English with some grammar snippets), in sorted topic order, joined by blank lines. Nothing is
 downloaded; the output is a function of the Python version alone (CPython 3.11.7 here:
-465,126 characters, ~110k SmolLM2 tokens). Not committed: build it where it is needed.
+465,048 characters, 112,955 SmolLM2 tokens). Not committed: build it where it is needed.
 
     python tools/peer/make_ppl_text.py /tmp/pydoc_topics.txt
 """
