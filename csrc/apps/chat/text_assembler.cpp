@@ -13,16 +13,9 @@ constexpr const char* kReplacement = "\xEF\xBF\xBD";  // U+FFFD
 // How many bytes at s[i] are a valid-so-far prefix of some UTF-8 sequence (>= 1), and
 // whether the whole sequence could still complete with more bytes.
 size_t valid_prefix_len(std::string_view s, size_t i, bool& could_complete) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    size_t n = 0;
-    unsigned lo = 0x80, hi = 0xbf;
-    if (c >= 0xc2 && c <= 0xdf) n = 2;
-    else if (c == 0xe0) { n = 3; lo = 0xa0; }
-    else if (c == 0xed) { n = 3; hi = 0x9f; }
-    else if (c >= 0xe1 && c <= 0xef) n = 3;
-    else if (c == 0xf0) { n = 4; lo = 0x90; }
-    else if (c >= 0xf1 && c <= 0xf3) n = 4;
-    else if (c == 0xf4) { n = 4; hi = 0x8f; }
+    const Utf8Lead lead = utf8_lead(static_cast<unsigned char>(s[i]));
+    const size_t n = lead.len;
+    const unsigned lo = lead.lo, hi = lead.hi;
     could_complete = false;
     if (n == 0) return 1;
     size_t k = 1;
