@@ -28,19 +28,22 @@ inline float gelu(float x) {  // tanh approximation, as ggml
 
 }  // namespace
 
+// The caller's options, checked against the model before anything is allocated.
+static const ContextParams& validated(const ContextParams& p, const HParams& hp) {
+    if (p.n_ctx < 1 || p.n_ctx > (int64_t(1) << 24))
+        throw InvalidArgument("n_ctx must be between 1 and 16777216, got " + std::to_string(p.n_ctx));
+    if (p.n_batch < 1) throw InvalidArgument("n_batch must be at least 1, got " + std::to_string(p.n_batch));
+    if (p.kv_type == KVType::Q8_0 && hp.head_dim % 32 != 0)
+        throw InvalidArgument("kv_type q8_0 needs a head dimension that is a multiple of 32; this model's is " +
+                              std::to_string(hp.head_dim) + " (use f16)");
+    return p;
+}
+
 Context::Context(std::shared_ptr<const ModelFile> model, const ContextParams& params)
-    : model_(std::move(model)), hp_(model_->hparams()), w_(load_weights(*model_)), params_(params),
-      cache_((params.n_ctx < 1 || params.n_ctx > (int64_t(1) << 24))
-                 ? throw InvalidArgument("n_ctx must be between 1 and 16777216, got " + std::to_string(params.n_ctx))
-                 : hp_.n_layer,
-             params.n_ctx, hp_.n_head_kv * hp_.head_dim,
-             (params.kv_type == KVType::Q8_0 && hp_.head_dim % 32 != 0)
-                 ? throw InvalidArgument("kv_type q8_0 needs a head dimension that is a multiple of 32; this model's is " +
-                                         std::to_string(hp_.head_dim) + " (use f16)")
-                 : params.kv_type,
-             params.self_extend.enabled()),
-      pool_(default_threads(params.n_threads)) {
-    if (params_.n_batch < 1) throw InvalidArgument("n_batch must be at least 1, got " + std::to_string(params_.n_batch));
+    : model_(std::move(model)), hp_(model_->hparams()), w_(load_weights(*model_)),
+      params_(validated(params, hp_)),
+      cache_(hp_.n_layer, params_.n_ctx, hp_.n_head_kv * hp_.head_dim, params_.kv_type, params_.self_extend.enabled()),
+      pool_(default_threads(params_.n_threads)) {
     params_.n_threads = pool_.size();
     rope_.mode = hp_.arch->arch == Arch::Llama ? RopeMode::Normal : RopeMode::NeoX;
     rope_.n_rot = hp_.n_rot;
