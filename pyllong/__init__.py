@@ -2,7 +2,7 @@
 import os as _os
 
 from .errors import (ContextOverflowError, Error, GGUFError, InvalidArgumentError, ModelIOError,
-                     PullError)
+                     OutOfMemoryError, PullError, StateError)
 from ._core import GGUFFile, GGUFStringArray, GGUFTensor, ModelFile
 
 # In a wheel, the repository's models/ folder is installed as pyllong/models; in a source
@@ -19,5 +19,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ChatSession", "Completion", "CompletionStream", "ContextOverflowError", "Error", "GGUFError", "GGUFFile", "GGUFStringArray", "GGUFTensor",
-    "InvalidArgumentError", "Llama", "ModelFile", "Model", "ModelIOError", "PullError", "SamplingParams",
+    "InvalidArgumentError", "Llama", "ModelFile", "Model", "ModelIOError", "OutOfMemoryError", "PullError",
+    "SamplingParams", "StateError",
 ]

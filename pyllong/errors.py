@@ -23,3 +23,11 @@ class ModelIOError(Error, OSError):
 
 class PullError(Error, RuntimeError):
     """A model could not be downloaded or verified."""
+
+
+class StateError(Error, ValueError):
+    """A saved state file is truncated, corrupted, or belongs to another model or context setup."""
+
+
+class OutOfMemoryError(Error, MemoryError):
+    """Not enough memory for the request (e.g. the KV cache of a huge n_ctx); the message says how many bytes."""

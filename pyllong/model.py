@@ -251,6 +251,29 @@ class Model:
                 ids.add(int(toks[0]))
         return frozenset(ids)
 
+    # -- state ----------------------------------------------------------------------------
+
+    def save_state(self, path) -> None:
+        """Write the KV cache in use, its token ids and the sampler's generator to `path`
+        (versioned, checksummed, written atomically). See pyllong/state.py."""
+        from . import state
+        state.save_state(self, path)
+
+    def load_state(self, path) -> None:
+        """Restore a file from save_state. Raises StateError (the Model unchanged) if it is
+        truncated, corrupted, from another model, or does not fit this n_ctx / kv_type / self_extend."""
+        from . import state
+        state.load_state(self, path)
+
+    def state_bytes(self) -> bytes:
+        """save_state's contents as bytes."""
+        from . import state
+        return state.state_bytes(self)
+
+    def load_state_bytes(self, data: bytes) -> None:
+        from . import state
+        state.load_state_bytes(self, data)
+
     # -- the context ----------------------------------------------------------------------
 
     @property
