@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "core/fp16.h"
+#include "model/memory_budget.h"
 #include "ops/norm.h"
 #include "quant/formats.h"
 
@@ -36,6 +37,7 @@ static const ContextParams& validated(const ContextParams& p, const HParams& hp)
     if (p.kv_type == KVType::Q8_0 && hp.head_dim % 32 != 0)
         throw InvalidArgument("kv_type q8_0 needs a head dimension that is a multiple of 32; this model's is " +
                               std::to_string(hp.head_dim) + " (use f16)");
+    check_context_memory(p, hp);  // says how many bytes an absurd n_ctx needs instead of dying
     return p;
 }
 
