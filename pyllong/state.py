@@ -88,10 +88,16 @@ def load_state_bytes(model, data: bytes) -> None:
             raise StateError(f"state file: bad sampler state ({e})") from None
         parsed.update(st=st, prompt_len=prompt_len)
 
-    tokens, _ = _core.load_state(ctx, data, accept)
+    model._mirror_valid = False  # an interrupt between the native load and the lines below resets the cache
+    try:
+        tokens, _ = _core.load_state(ctx, data, accept)
+    except StateError:
+        model._mirror_valid = True  # refused before anything was written
+        raise
     model._rng.bit_generator.state = parsed["st"]
     model._tokens = [int(t) for t in tokens]
     model._prompt_len = parsed["prompt_len"]
+    model._mirror_valid = True
 
 
 def save_state(model, path) -> None:

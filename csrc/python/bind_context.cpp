@@ -7,6 +7,7 @@
 #include "model/context.h"
 #include "model/memory_budget.h"
 #include "python/bindings.h"
+#include "python/busy_guard.h"
 
 namespace py = pybind11;
 
@@ -53,6 +54,7 @@ void bind_context(py::module_& m) {
             }
             std::vector<float> logits;
             {
+                BusyGuard busy(&c);
                 py::gil_scoped_release nogil;
                 logits = c.eval(ids.data(), static_cast<int64_t>(ids.size()), logits_all);
             }
@@ -71,9 +73,16 @@ void bind_context(py::module_& m) {
             if (!c.self_extend().enabled()) return py::none();
             return py::make_tuple(c.self_extend().group, c.self_extend().window);
         })
-        .def("reset", &Context::reset)
-        .def("truncate", [](Context& c, int64_t n) { c.truncate(n); }, py::arg("n_keep"))
+        .def("reset", [](Context& c) {
+            BusyGuard busy(&c);
+            c.reset();
+        })
+        .def("truncate", [](Context& c, int64_t n) {
+            BusyGuard busy(&c);
+            c.truncate(n);
+        }, py::arg("n_keep"))
         .def("shift", [](Context& c, int64_t n_keep, int64_t n_discard) {
+            BusyGuard busy(&c);
             py::gil_scoped_release nogil;
             c.shift(n_keep, n_discard);
         }, py::arg("n_keep"), py::arg("n_discard"));

@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "model/state.h"
 #include "python/bindings.h"
+#include "python/busy_guard.h"
 
 namespace py = pybind11;
 
@@ -19,6 +20,7 @@ void bind_state(py::module_& m) {
         std::string_view ex(extra);
         std::vector<uint8_t> out;
         {
+            BusyGuard busy(&ctx);
             py::gil_scoped_release nogil;
             out = save_state(ctx, tokens.data(), static_cast<int64_t>(tokens.size()),
                              reinterpret_cast<const uint8_t*>(ex.data()), ex.size());
@@ -30,6 +32,7 @@ void bind_state(py::module_& m) {
     m.def("load_state", [](Context& ctx, py::bytes data, py::object accept) {
         std::string_view d(data);
         const auto* p = reinterpret_cast<const uint8_t*>(d.data());
+        BusyGuard busy(&ctx);  // held across accept(): nothing may change the cache between check and apply
         CheckedState st;
         {
             py::gil_scoped_release nogil;
