@@ -64,7 +64,8 @@ def state_bytes(model) -> bytes:
     ctx = _native(model)
     model._sync()
     tokens = np.asarray(model._tokens, dtype=np.int32)
-    return _core.save_state(ctx, tokens, _extra_blob(model._rng, model._prompt_len))
+    # _prompt_len outlives a reset or a truncation (it is only read while generating): clamp it.
+    return _core.save_state(ctx, tokens, _extra_blob(model._rng, min(model._prompt_len, len(tokens))))
 
 
 def load_state_bytes(model, data: bytes) -> None:

@@ -229,3 +229,15 @@ def test_q8_0_and_self_extend_round_trip(path32):
         b = make(path, **kw)
         b.load_state_bytes(a.state_bytes())
         assert np.array_equal(a.eval([41, 42]), b.eval([41, 42])), kw
+
+
+def test_state_after_reset_round_trips(path):
+    # Found by tools/soak.py: the last prompt's length outlived reset() and was saved as
+    # longer than the (now empty) cache, so the model refused its own state.
+    m = make(path)
+    m.generate(PROMPT, max_tokens=2)
+    m.reset()
+    m.load_state_bytes(m.state_bytes())
+    m.eval([1, 2])
+    m.load_state_bytes(m.state_bytes())
+    assert m.cached_tokens == [1, 2]
