@@ -241,3 +241,16 @@ def test_state_after_reset_round_trips(path):
     m.eval([1, 2])
     m.load_state_bytes(m.state_bytes())
     assert m.cached_tokens == [1, 2]
+
+
+def test_llama_compat_save_and_load_state(path):
+    # llama-cpp-python's shape: save_state() -> LlamaState, load_state(state).
+    a = pyllong.Llama(path, n_ctx=64, n_threads=1, verbose=False)
+    a.eval([1, 2, 3])
+    st = a.save_state()
+    assert st.llama_state_size == len(st.llama_state) > 96
+    a.eval([4, 5])
+    a.load_state(st)
+    assert a.cached_tokens == [1, 2, 3]
+    with pytest.raises(StateError):
+        a.load_state(pyllong.llama_compat.LlamaState(st.llama_state[:-1]))
