@@ -28,19 +28,25 @@ ln -sfn "$ROOT/models" "$PKG/models"  # pyllong.models, as in a source checkout
 LIBASAN=$(${CXX:-c++} -print-file-name=libasan.so)
 [ -f "$LIBASAN" ] || { echo "sanitize.sh: libasan.so not found ($LIBASAN)" >&2; exit 1; }
 
-export LD_PRELOAD=$LIBASAN
-export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:halt_on_error=1:check_initialization_order=1:strict_string_checks=1
-export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+# Reports also go to files: pytest captures stderr, and a process that halts on a report takes
+# its captured output with it.
+REPORTS=$BUILD/reports
+rm -rf "$REPORTS" && mkdir -p "$REPORTS"
+# libstdc++ preloaded too: Python does not link it, and ASan's __cxa_throw interceptor must find
+# the real one at start-up (else "CHECK failed: real___cxa_throw" at the first C++ exception).
+export LD_PRELOAD="$LIBASAN $(${CXX:-c++} -print-file-name=libstdc++.so.6)"
+export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:halt_on_error=1:check_initialization_order=1:strict_string_checks=1:log_path=$REPORTS/asan
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:log_path=$REPORTS/ubsan
 export PYTHONPATH=$PKG
 export PATH=$BUILD:$PATH
 export PYLLONG_SANITIZED=1
 
-# Refuse to report "clean" for the wrong build.
-python - <<'PY'
+# Refuse to report "clean" for the wrong build (-P: no checkout on sys.path, as under pytest).
+python -P -c '
 import os, pyllong._core as c
 assert c.__file__.startswith(os.environ["PYTHONPATH"]), f"not the sanitized module: {c.__file__}"
 print("sanitized module:", c.__file__)
-PY
+'
 
 if [ $# -eq 0 ]; then
   set -- tests/test_state.py tests/test_runtime_inputs.py tests/test_interrupts_threads.py \
@@ -51,4 +57,12 @@ if [ $# -eq 0 ]; then
 fi
 # `pytest`, not `python -m pytest`: the latter puts the checkout (and its unsanitized
 # pyllong/) first on sys.path.
-exec nice pytest "$@"
+status=0
+nice pytest "$@" || status=$?
+if compgen -G "$REPORTS/*" >/dev/null; then
+  for f in "$REPORTS"/*; do echo "==== $f"; head -40 "$f"; done
+  echo "sanitize.sh: sanitizer reports above (all in $REPORTS)" >&2
+  exit 1
+fi
+[ $status -eq 0 ] && echo "sanitize.sh: clean (no ASan/UBSan reports)"
+exit $status

@@ -185,14 +185,14 @@ CheckedState check_state(const Context& ctx, const uint8_t* data, size_t size) {
     size_t off = kStateHeaderBytes;
     CheckedState st;
     st.tokens.resize(n_used);
-    std::memcpy(st.tokens.data(), data + off, 4 * n_used);
+    if (n_used) std::memcpy(st.tokens.data(), data + off, 4 * n_used);  // an empty vector's data() may be null
     off += 4 * n_used;
     for (uint64_t i = 0; i < n_used; ++i)
         if (st.tokens[i] < 0 || st.tokens[i] >= hp.n_vocab)
             fail("token id " + std::to_string(st.tokens[i]) + " at index " + std::to_string(i) + " is outside [0, " +
                  std::to_string(hp.n_vocab) + ")");
     std::vector<int32_t> pos(n_used);
-    std::memcpy(pos.data(), data + off, 4 * n_used);
+    if (n_used) std::memcpy(pos.data(), data + off, 4 * n_used);
     off += 4 * n_used;
     // Context::eval places new tokens at n_past + i, so a cache is always contiguous from 0.
     for (uint64_t i = 0; i < n_used; ++i)
