@@ -21,8 +21,7 @@ import sys
 import time
 import traceback
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
+# The pyllong under test: the installed one, or PYTHONPATH=. in a built checkout.
 import pyllong  # noqa: E402
 from pyllong.errors import ContextOverflowError, InvalidArgumentError  # noqa: E402
 from pyllong.models.synthetic import cached_model, preset_params  # noqa: E402
