@@ -1,7 +1,7 @@
 """pyllong: local inference for quantized GGUF models with native long context."""
 import os as _os
 
-from .errors import (ContextOverflowError, Error, GGUFError, InvalidArgumentError, ModelIOError,
+from .errors import (ContextOverflowError, DeviceError, Error, GGUFError, InvalidArgumentError, ModelIOError,
                      PullError)
 from ._core import GGUFFile, GGUFStringArray, GGUFTensor, ModelFile
 
@@ -19,5 +19,5 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ChatSession", "Completion", "CompletionStream", "ContextOverflowError", "Error", "GGUFError", "GGUFFile", "GGUFStringArray", "GGUFTensor",
-    "InvalidArgumentError", "Llama", "ModelFile", "Model", "ModelIOError", "PullError", "SamplingParams",
+    "DeviceError", "InvalidArgumentError", "Llama", "ModelFile", "Model", "ModelIOError", "PullError", "SamplingParams",
 ]

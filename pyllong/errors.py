@@ -23,3 +23,7 @@ class ModelIOError(Error, OSError):
 
 class PullError(Error, RuntimeError):
     """A model could not be downloaded or verified."""
+
+
+class DeviceError(Error, RuntimeError):
+    """The GPU cannot run what was asked: no CUDA build, no device, or too little device memory."""
