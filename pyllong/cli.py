@@ -213,11 +213,52 @@ def cmd_chat(a) -> int:
         _reply(session, msg)
 
 
+def _ctx_sweep(a, text: str) -> int:
+    """Perplexity at each context length, plain and (with --self-extend) SelfExtend: the
+    first --chunks chunks (default 1) of the text at each length."""
+    from .perplexity import perplexity
+
+    configs = [None] + ([a.self_extend] if a.self_extend else [])
+    rows = []
+    for length in a.ctx_sweep:
+        for se in configs:
+            model = _load_model(argparse.Namespace(**{**vars(a), "ctx": length, "self_extend": se}))
+            try:
+                r = perplexity(model, text, max_chunks=a.chunks or 1)
+            finally:
+                model.close()
+            rows.append({"n_ctx": length, "self_extend": se, "ppl": r["ppl"], "n_chunks": r["n_chunks"]})
+            if not a.json:
+                label = f"SelfExtend G={se[0]} W={se[1]}" if se else "plain"
+                print(f"{length:>7} {label:<24} PPL {r['ppl']:10.4f}  ({r['n_chunks']} chunk(s))", flush=True)
+    if a.json:
+        print(json.dumps({"model": a.model, "file": a.file, "records": rows}, indent=2))
+    if a.plot:
+        from .passkey import _pyplot
+
+        plt = _pyplot()
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for se in configs:
+            pts = [(r["n_ctx"], r["ppl"]) for r in rows if r["self_extend"] == se]
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o",
+                    label=f"SelfExtend G={se[0]} W={se[1]}" if se else "plain attention")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("context length (tokens)")
+        ax.set_ylabel("perplexity")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(a.plot, dpi=120)
+    return 0
+
+
 def cmd_perplexity(a) -> int:
     from .perplexity import perplexity
 
     with open(a.file, encoding="utf-8", errors="replace") as f:
         text = f.read()
+    if a.ctx_sweep:
+        return _ctx_sweep(a, text)
     model = _load_model(a)
     bar = None
     if not a.json:
@@ -358,7 +399,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(s, "chunk length = context length")
     s.set_defaults(ctx=512)
     s.add_argument("-f", "--file", required=True, help="UTF-8 text file")
-    s.add_argument("--chunks", type=int, default=None, help="score at most this many chunks (default: all of them)")
+    s.add_argument("--chunks", type=int, default=None, help="score at most this many chunks (default: all of them; "
+                                                            "1 per length with --ctx-sweep)")
+    s.add_argument("--ctx-sweep", type=_parse_lengths, default=None, metavar="L1,L2,...",
+                   help="perplexity at each context length (e.g. 2k,4k,8k,16k,32k), plain and, with "
+                        "--self-extend, SelfExtend too; prints the table")
+    s.add_argument("--plot", default=None, metavar="PNG", help="with --ctx-sweep: draw PPL against context length")
     s.add_argument("--json", action="store_true", help="print JSON")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_perplexity)

@@ -4,8 +4,10 @@ default 0 keeps the CPU); constructor arguments pyllong has no use for (use_mmap
 accepted and ignored; the byte-level methods keep llama-cpp-python's types."""
 from __future__ import annotations
 
+import warnings
 from typing import Optional, Sequence
 
+from . import _core
 from .model import Model
 
 _IGNORED = ("main_gpu", "tensor_split", "vocab_only", "use_mmap", "use_mlock", "logits_all",
@@ -25,6 +27,11 @@ class Llama:
             raise TypeError(f"Llama() got unexpected keyword arguments: {', '.join(sorted(unknown))}")
         if seed is not None and seed < 0:  # llama-cpp-python's LLAMA_DEFAULT_SEED (-1 / 0xFFFFFFFF) = random
             seed = None
+        if n_gpu_layers and not (_core.cuda_built() and _core.cuda_device_count() > 0):
+            # As llama.cpp without GPU offload: warn and run on the CPU, so ported code still runs.
+            warnings.warn(f"n_gpu_layers={n_gpu_layers} ignored: this pyllong has no usable GPU "
+                          f"(CUDA build: {_core.cuda_built()}, devices: {_core.cuda_device_count()})", stacklevel=2)
+            n_gpu_layers = 0
         # llama-cpp-python: n_ctx=0 means the model's training context
         self.model = Model(model_path, n_ctx=n_ctx or None, n_threads=n_threads, n_batch=n_batch, seed=seed,
                            verbose=False, n_gpu_layers=n_gpu_layers, _context_factory=factory)

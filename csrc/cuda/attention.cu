@@ -19,7 +19,7 @@ constexpr int kTile = 128;     // keys per tile = threads per block
 constexpr int kMaxHeadDim = 256;
 constexpr int kDimsPerThread = kMaxHeadDim / kTile;
 constexpr int kMaxSplits = 64;
-constexpr int kKeysPerSplit = 512;  // fewest keys worth a split of their own
+constexpr int kKeysPerSplit = 128;  // fewest keys worth a split of their own: one tile
 
 __device__ float block_max(float v, float* red) {
     for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
@@ -46,6 +46,7 @@ __device__ __forceinline__ float dot_row(const float* q, const __half* k, int hd
     float s = 0.0f;
     if (kVec8) {  // 16-byte loads: the row starts 16-byte aligned (hd, kv_dim multiples of 8)
         const uint4* p = reinterpret_cast<const uint4*>(k);
+#pragma unroll 4
         for (int i = 0; i < hd / 8; ++i) {
             const uint4 u = p[i];
             const __half2* h = reinterpret_cast<const __half2*>(&u);
@@ -85,6 +86,8 @@ __global__ void __launch_bounds__(kTile) attention_kernel(
     const int per = (n_kv + n_split - 1) / n_split;
     const int j_begin = split * per, j_end = min(n_kv, j_begin + per);
     float m = -INFINITY, l = 0.0f, acc[kDimsPerThread] = {};
+    // kTile threads cover hd dims `parts` times over (2 for hd 64, 1 for hd 128 or 80).
+    const int parts = max(1, kTile / hd);
     __syncthreads();
     for (int j0 = j_begin; j0 < j_end; j0 += kTile) {
         // Scores: thread tid takes key j0 + tid.
@@ -107,22 +110,44 @@ __global__ void __launch_bounds__(kTile) attention_kernel(
         l = l * corr + block_sum(e, red);  // block_sum's barrier also publishes p[]
         m = m_new;
         const int nk = min(kTile, j_end - j0);
+        // Values: thread (d, part) sums keys part, part + parts, ... of the tile for dims d.
 #pragma unroll
         for (int i = 0; i < kDimsPerThread; ++i) {
-            const int d = tid + i * kTile;
-            if (d >= hd) break;
-            float a = acc[i] * corr;
+            const int slot = tid + i * kTile, d = slot % hd, part = slot / hd;
+            if (part >= parts) break;
             const __half* vp = vc + static_cast<size_t>(j0) * kv_dim + static_cast<size_t>(g) * hd + d;
-            for (int jj = 0; jj < nk; ++jj) a += p[jj] * __half2float(vp[static_cast<size_t>(jj) * kv_dim]);
-            acc[i] = a;
+            // Eight loads in flight before their sums: the chain is latency-bound otherwise.
+            constexpr int kUnroll = 8;
+            float a0 = 0.0f, a1 = 0.0f;
+            int jj = part;
+            for (; jj + (kUnroll - 1) * parts < nk; jj += kUnroll * parts) {
+                float vv[kUnroll];
+#pragma unroll
+                for (int u = 0; u < kUnroll; ++u) vv[u] = __half2float(vp[static_cast<size_t>(jj + u * parts) * kv_dim]);
+#pragma unroll
+                for (int u = 0; u < kUnroll; u += 2) {
+                    a0 += p[jj + u * parts] * vv[u];
+                    a1 += p[jj + (u + 1) * parts] * vv[u + 1];
+                }
+            }
+            for (; jj < nk; jj += parts) a0 += p[jj] * __half2float(vp[static_cast<size_t>(jj) * kv_dim]);
+            acc[i] = acc[i] * corr + a0 + a1;
         }
         __syncthreads();  // p[] is rewritten by the next tile
     }
-    float* out = split_at(partial, row, split, n_split, hd);
+    // Sum the parts of each dim through shared memory (p[] is free now: the loop ended on a barrier).
+    __shared__ float sum[kTile * kDimsPerThread];
 #pragma unroll
-    for (int i = 0; i < kDimsPerThread; ++i) {
-        const int d = tid + i * kTile;
-        if (d < hd) out[d] = acc[i];
+    for (int i = 0; i < kDimsPerThread; ++i) sum[tid + i * kTile] = acc[i];
+    __syncthreads();
+    float* out = split_at(partial, row, split, n_split, hd);
+    for (int d = tid; d < hd; d += kTile) {
+        float a = 0.0f;
+        for (int part = 0; part < parts; ++part) {
+            const int slot = part * hd + d;
+            if (slot < kTile * kDimsPerThread) a += sum[slot];
+        }
+        out[d] = a;
     }
     if (tid == 0) { out[hd] = m; out[hd + 1] = l; }
 }

@@ -9,6 +9,7 @@
 #include "cuda/backend.h"
 #include "cuda/common.cuh"
 #include "cuda/kernels.cuh"
+#include "cuda/phase_timer.cuh"
 #include "quant/formats.h"
 
 namespace pyllong::cuda {
@@ -52,10 +53,20 @@ struct Layer {
     DeviceBuffer<__half> k, v, kg;  // (n_ctx, kv_dim) each; kg only with SelfExtend
 };
 
+// Times one phase of the forward pass when profiling is on (a scope).
+struct Phase {
+    Phase(PhaseTimer& t, PhaseTimer::Phase p) : t_(t) { t_.begin(p); }
+    ~Phase() { t_.end(); }
+    PhaseTimer& t_;
+};
+
 class Impl final : public DeviceLayers {
 public:
     Impl(const HParams& hp, const ModelWeights& w, const DeviceLayersParams& p);
-    ~Impl() override { if (stream_) cudaStreamDestroy(stream_); }
+    ~Impl() override {
+        timer_.reset();
+        if (stream_) cudaStreamDestroy(stream_);
+    }
     void forward(float* x, const int32_t* cell_pos, int64_t n, int64_t cell, int64_t first_logit,
                  float* logits) override;
     void shift(int64_t first, int64_t n, int64_t n_used) override;
@@ -64,7 +75,13 @@ public:
 
 private:
     void norm(const float* x, const DeviceBuffer<float>& w, const DeviceBuffer<float>& b, float* out, int64_t n);
-    void mul(const Matrix& W, const float* x, float* y, int64_t n, const DeviceBuffer<float>& bias = {});
+    void mul(const Matrix& W, const float* x, float* y, int64_t n, const DeviceBuffer<float>& bias = {},
+             bool accumulate = false);
+    template <class F>
+    void timed(PhaseTimer::Phase p, F&& f) {
+        Phase scope(*timer_, p);
+        f();
+    }
     DeviceKV kv(Layer& L) const { return DeviceKV{L.k.get(), L.v.get(), L.kg.empty() ? nullptr : L.kg.get(), kv_dim_}; }
 
     const HParams& hp_;
@@ -74,6 +91,7 @@ private:
     int64_t kv_bytes_ = 0, weight_bytes_ = 0;
     bool positions_dirty_ = true;
     cudaStream_t stream_ = nullptr;
+    std::unique_ptr<PhaseTimer> timer_;
     std::vector<Layer> layers_;
     DeviceBuffer<float> out_norm_, out_norm_b_, out_b_;
     Matrix output_;
@@ -81,7 +99,7 @@ private:
     DeviceBuffer<int32_t> cell_pos_;   // (n_ctx,) positions of the cache cells
     DeviceBuffer<int32_t> chunk_pos_;  // (3, n_batch): positions, SelfExtend query and key positions
     // Scratch for one chunk of up to n_batch tokens.
-    DeviceBuffer<float> x_, xn_, q_, k_, v_, qkv_, att_, tmp_, gate_, up_, qg_, kg_, partial_, logits_;
+    DeviceBuffer<float> x_, xn_, q_, k_, v_, qkv_, att_, gate_, up_, qg_, kg_, partial_, logits_;
 };
 
 Impl::Impl(const HParams& hp, const ModelWeights& w, const DeviceLayersParams& p)
@@ -106,7 +124,7 @@ Impl::Impl(const HParams& hp, const ModelWeights& w, const DeviceLayersParams& p
     if (p.output) weight_bytes_ += bytes_of(w.output) + bytes_of(w.output_norm) + bytes_of(w.output_b);
     kv_bytes_ = n_gpu * p.n_ctx * kv_dim_ * 2 * (se ? 3 : 2);
     const int64_t partial = (nb_ * hp.n_head + 1024) * (hp.head_dim + 2);
-    const int64_t scratch = 4 * (nb_ * (4 * E + 3 * q_dim_ + 3 * kv_dim_ + 3 * F + q_dim_ + 2 * kv_dim_) + partial +
+    const int64_t scratch = 4 * (nb_ * (3 * E + 3 * q_dim_ + 3 * kv_dim_ + 3 * F + q_dim_ + 2 * kv_dim_) + partial +
                                  (p.output ? nb_ * hp.n_vocab : 0));
     const int64_t need = weight_bytes_ + kv_bytes_ + scratch + 8 * p.n_ctx;
     size_t free_b = 0, total_b = 0;
@@ -118,6 +136,7 @@ Impl::Impl(const HParams& hp, const ModelWeights& w, const DeviceLayersParams& p
                           std::to_string(free_b >> 20) + " MiB are free; lower n_ctx or n_gpu_layers");
 
     check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
+    timer_ = std::make_unique<PhaseTimer>(stream_);
     layers_.resize(static_cast<size_t>(n_gpu));
     for (int64_t l = 0; l < n_gpu; ++l) {
         const LayerWeights& S = w.layers[l];
@@ -151,7 +170,6 @@ Impl::Impl(const HParams& hp, const ModelWeights& w, const DeviceLayersParams& p
     chunk_pos_ = DeviceBuffer<int32_t>(3 * nb_);
     x_ = DeviceBuffer<float>(nb_ * E);          // (n_batch, n_embd) residual stream
     xn_ = DeviceBuffer<float>(nb_ * E);         // (n_batch, n_embd) normed
-    tmp_ = DeviceBuffer<float>(nb_ * E);        // (n_batch, n_embd)
     q_ = DeviceBuffer<float>(nb_ * q_dim_);     // (n_batch, n_head * head_dim)
     att_ = DeviceBuffer<float>(nb_ * q_dim_);
     k_ = DeviceBuffer<float>(nb_ * kv_dim_);    // (n_batch, n_head_kv * head_dim)
@@ -167,6 +185,7 @@ Impl::Impl(const HParams& hp, const ModelWeights& w, const DeviceLayersParams& p
 }
 
 void Impl::norm(const float* x, const DeviceBuffer<float>& w, const DeviceBuffer<float>& b, float* out, int64_t n) {
+    Phase ph(*timer_, PhaseTimer::Norm);
     if (hp_.arch->norm == NormKind::RMSNorm)
         rms_norm(x, w.get(), out, n, hp_.n_embd, static_cast<float>(hp_.norm_eps), stream_);
     else
@@ -174,8 +193,10 @@ void Impl::norm(const float* x, const DeviceBuffer<float>& w, const DeviceBuffer
                    stream_);
 }
 
-void Impl::mul(const Matrix& W, const float* x, float* y, int64_t n, const DeviceBuffer<float>& bias) {
-    mat_mul(W.type, W.data.get(), W.row_bytes, W.n_in, W.n_out, x, y, n, stream_);
+void Impl::mul(const Matrix& W, const float* x, float* y, int64_t n, const DeviceBuffer<float>& bias,
+               bool accumulate) {
+    Phase ph(*timer_, PhaseTimer::Matmul);
+    mat_mul(W.type, W.data.get(), W.row_bytes, W.n_in, W.n_out, x, y, n, stream_, accumulate);
     if (!bias.empty()) add_bias(y, bias.get(), n, W.n_out, stream_);
 }
 
@@ -183,6 +204,8 @@ void Impl::forward(float* x, const int32_t* cell_pos, int64_t n, int64_t cell, i
     const int64_t E = hp_.n_embd, F = hp_.n_ff;
     const ArchTable& arch = *hp_.arch;
     const SelfExtend& se = p_.self_extend;
+    timer_->call_begin();
+    timer_->begin(PhaseTimer::Transfer);
     check(cudaMemcpyAsync(x_.get(), x, n * E * sizeof(float), cudaMemcpyHostToDevice, stream_), "upload x");
     // Cell positions: the chunk's, or all of them after a shift moved cells.
     const int64_t from = positions_dirty_ ? 0 : cell;
@@ -197,6 +220,7 @@ void Impl::forward(float* x, const int32_t* cell_pos, int64_t n, int64_t cell, i
     }
     check(cudaMemcpyAsync(chunk_pos_.get(), chunk.data(), chunk.size() * sizeof(int32_t), cudaMemcpyHostToDevice,
                           stream_), "upload chunk positions");
+    timer_->end();
 
     AttentionShape shape;
     shape.n_head = hp_.n_head;
@@ -218,7 +242,7 @@ void Impl::forward(float* x, const int32_t* cell_pos, int64_t n, int64_t cell, i
     sb.n_rot = p_.rope.n_rot;
     sb.neox = p_.rope.mode == RopeMode::NeoX;
 
-    float *xd = x_.get(), *xn = xn_.get(), *q = q_.get(), *k = k_.get(), *v = v_.get(), *tmp = tmp_.get();
+    float *xd = x_.get(), *xn = xn_.get(), *q = q_.get(), *k = k_.get(), *v = v_.get();
     for (Layer& L : layers_) {
         norm(xd, L.attn_norm, L.attn_norm_b, xn, n);
         if (!L.wqkv.data.empty()) {
@@ -229,28 +253,26 @@ void Impl::forward(float* x, const int32_t* cell_pos, int64_t n, int64_t cell, i
             mul(L.wk, xn, k, n);
             mul(L.wv, xn, v, n);
         }
-        attention_step(q, k, v, n, cell, kv(L), shape, sb, att_.get(), stream_);
-        mul(L.wo, att_.get(), tmp, n, L.bo);
-        add(xd, tmp, n * E, stream_);
+        timed(PhaseTimer::Attention, [&] { attention_step(q, k, v, n, cell, kv(L), shape, sb, att_.get(), stream_); });
+        mul(L.wo, att_.get(), xd, n, L.bo, /*accumulate=*/true);  // x += attention output
         // FFN input: the same normed x (parallel residual, phi2) or a second norm of x + attn.
         if (!arch.parallel_residual) norm(xd, L.ffn_norm, {}, xn, n);
         switch (arch.ffn) {
             case FFNKind::SwiGLU:
                 mul(L.w_gate, xn, gate_.get(), n);
                 mul(L.w_up, xn, up_.get(), n);
-                swiglu(gate_.get(), up_.get(), n * F, stream_);
+                timed(PhaseTimer::Elementwise, [&] { swiglu(gate_.get(), up_.get(), n * F, stream_); });
                 break;
             case FFNKind::FusedSwiGLU:  // ffn_up rows are [gate; up]
                 mul(L.w_up, xn, gate_.get(), n);
-                swiglu_fused(gate_.get(), up_.get(), n, F, stream_);
+                timed(PhaseTimer::Elementwise, [&] { swiglu_fused(gate_.get(), up_.get(), n, F, stream_); });
                 break;
             case FFNKind::GELU:
                 mul(L.w_up, xn, up_.get(), n, L.b_up);
-                gelu(up_.get(), n * F, stream_);
+                timed(PhaseTimer::Elementwise, [&] { gelu(up_.get(), n * F, stream_); });
                 break;
         }
-        mul(L.w_down, up_.get(), tmp, n, L.b_down);
-        add(xd, tmp, n * E, stream_);
+        mul(L.w_down, up_.get(), xd, n, L.b_down, /*accumulate=*/true);  // x += FFN output
     }
     if (!p_.output) {
         check(cudaMemcpyAsync(x, xd, n * E * sizeof(float), cudaMemcpyDeviceToHost, stream_), "download x");
@@ -262,6 +284,7 @@ void Impl::forward(float* x, const int32_t* cell_pos, int64_t n, int64_t cell, i
                               stream_), "download logits");
     }
     check(cudaStreamSynchronize(stream_), "forward");
+    timer_->call_end();
 }
 
 void Impl::shift(int64_t first, int64_t n, int64_t n_used) {

@@ -11,18 +11,18 @@
 
 namespace pyllong::cuda {
 
-// y (n_tok, n_out) = x (n_tok, n_in) · Wᵀ, W: n_out rows of `row_bytes` bytes in format t.
+// y (n_tok, n_out) = x (n_tok, n_in) · Wᵀ, W: n_out rows of `row_bytes` bytes in format t;
+// accumulate: y += x · Wᵀ instead (the residual add, fused).
 void mat_mul(GGMLType t, const uint8_t* W, size_t row_bytes, int64_t n_in, int64_t n_out, const float* x, float* y,
-             int64_t n_tok, cudaStream_t stream);
+             int64_t n_tok, cudaStream_t stream, bool accumulate = false);
 bool mat_mul_supports(GGMLType t);
 
 // out (n, dim) = RMSNorm / LayerNorm of x (n, dim) with weight w (dim,) and bias b (dim,) or null.
 void rms_norm(const float* x, const float* w, float* out, int64_t n, int64_t dim, float eps, cudaStream_t stream);
 void layer_norm(const float* x, const float* w, const float* b, float* out, int64_t n, int64_t dim, float eps,
                 cudaStream_t stream);
-// x (n, dim) += b (dim,) broadcast over rows; y (n*dim) += x (n*dim).
+// x (n, dim) += b (dim,) broadcast over rows.
 void add_bias(float* x, const float* b, int64_t n, int64_t dim, cudaStream_t stream);
-void add(float* y, const float* x, int64_t n, cudaStream_t stream);
 // up (n, F) = silu(gate) * up; fused: gu (n, 2F) = [gate | up] rows -> up (n, F).
 void swiglu(const float* gate, float* up, int64_t n, cudaStream_t stream);
 void swiglu_fused(const float* gu, float* up, int64_t n_tok, int64_t F, cudaStream_t stream);

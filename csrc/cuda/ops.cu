@@ -49,10 +49,6 @@ __global__ void add_bias_kernel(float* x, const float* b, int64_t n, int64_t dim
     const int64_t i = blockIdx.x * static_cast<int64_t>(kThreads) + threadIdx.x;
     if (i < n * dim) x[i] += b[i % dim];
 }
-__global__ void add_kernel(float* y, const float* x, int64_t n) {
-    const int64_t i = blockIdx.x * static_cast<int64_t>(kThreads) + threadIdx.x;
-    if (i < n) y[i] += x[i];
-}
 __device__ __forceinline__ float silu(float x) { return x / (1.0f + expf(-x)); }
 __global__ void swiglu_kernel(const float* gate, float* up, int64_t n) {
     const int64_t i = blockIdx.x * static_cast<int64_t>(kThreads) + threadIdx.x;
@@ -126,10 +122,6 @@ void add_bias(float* x, const float* b, int64_t n, int64_t dim, cudaStream_t str
     if (!b || n == 0) return;
     add_bias_kernel<<<grid(n * dim), kThreads, 0, stream>>>(x, b, n, dim);
     check_launch("add_bias");
-}
-void add(float* y, const float* x, int64_t n, cudaStream_t stream) {
-    add_kernel<<<grid(n), kThreads, 0, stream>>>(y, x, n);
-    check_launch("add");
 }
 void swiglu(const float* gate, float* up, int64_t n, cudaStream_t stream) {
     swiglu_kernel<<<grid(n), kThreads, 0, stream>>>(gate, up, n);
