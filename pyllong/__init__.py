@@ -1,7 +1,7 @@
 """pyllong: local inference for quantized GGUF models with native long context."""
 import os as _os
 
-from .errors import (ContextOverflowError, Error, GGUFError, InvalidArgumentError, ModelIOError,
+from .errors import (ContextOverflowError, ConvertError, Error, GGUFError, InvalidArgumentError, ModelIOError,
                      PullError)
 from ._core import GGUFFile, GGUFStringArray, GGUFTensor, ModelFile
 
@@ -18,6 +18,6 @@ from .session import ChatSession  # noqa: E402
 __version__ = "0.1.0"
 
 __all__ = [
-    "ChatSession", "Completion", "CompletionStream", "ContextOverflowError", "Error", "GGUFError", "GGUFFile", "GGUFStringArray", "GGUFTensor",
+    "ChatSession", "Completion", "CompletionStream", "ContextOverflowError", "ConvertError", "Error", "GGUFError", "GGUFFile", "GGUFStringArray", "GGUFTensor",
     "InvalidArgumentError", "Llama", "ModelFile", "Model", "ModelIOError", "PullError", "SamplingParams",
 ]

@@ -23,3 +23,8 @@ class ModelIOError(Error, OSError):
 
 class PullError(Error, RuntimeError):
     """A model could not be downloaded or verified."""
+
+
+class ConvertError(Error, ValueError):
+    """A Hugging Face checkpoint cannot be converted: a file is missing or malformed, the
+    architecture or a setting is unsupported, or shapes disagree with config.json."""
