@@ -129,6 +129,12 @@ def _spm(directory: str, n_vocab: int, tok_json: dict, tok_config: dict) -> Toke
     _apply_added(tokens, types, scores, _added_tokens(directory, tok_json, tok_config), n_vocab)
     defaults = {k: v for k, v in (("bos", sp.bos_id()), ("eos", sp.eos_id()), ("unk", sp.unk_id()),
                                   ("pad", sp.pad_id())) if v >= 0}
+    # pyllong implements SentencePiece without remove_extra_whitespaces (as LLaMA's tokenizer
+    # is trained); a model that collapses spaces would tokenize differently without an error.
+    probe = "x  y"
+    if sp.decode(sp.encode(probe)) != probe:
+        raise ConvertError(f"{path} collapses repeated spaces (remove_extra_whitespaces); only "
+                           f"identity normalization, as in LLaMA's tokenizer, is supported")
     # add_dummy_prefix of the normalizer spec, observed instead of parsing the protobuf.
     pieces = sp.encode("a", out_type=str)
     add_space_prefix = bool(pieces) and pieces[0].startswith("\u2581")
