@@ -356,12 +356,13 @@ def test_cli_convert_and_error_exit(converted, tmp_path):
 # ---------------------------------------------------------------------------------------------
 # llama.cpp loads the converted files and agrees (optional: needs the peer build)
 
-PEER_BIN = os.path.expanduser("~/.cache/pyllong-peer/dump_logits")
+PEER_BIN = os.environ.get("PYLLONG_DUMP_LOGITS", os.path.expanduser("~/.cache/pyllong-peer/dump_logits"))
 
 
 @pytest.mark.skipif(not os.access(PEER_BIN, os.X_OK),
-                    reason=f"llama.cpp peer program {PEER_BIN} is not built (see BENCHMARKS.md, 'Convert')")
-@pytest.mark.parametrize("case_id", ["llama-spm", "llama3-bpe-rope-scaled", "mistral-window", "phi2", "phi3",
+                    reason=f"llama.cpp peer program {PEER_BIN} is not built (build command: BENCHMARKS.md, 'Convert')")
+@pytest.mark.parametrize("case_id", ["llama-spm", "llama-smollm-tied", "llama3-bpe-rope-scaled",
+                                     "llama-linear-rope-f16-sharded", "mistral-window", "phi2", "phi3",
                                      "longllama-head-dim-20"])
 def test_llamacpp_agrees_on_converted_files(converted, case_id, tmp_path):
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tools", "peer"))
@@ -370,4 +371,8 @@ def test_llamacpp_agrees_on_converted_files(converted, case_id, tmp_path):
     _, path = converted[case_id]
     toks = _tokens(300, 16)
     theirs = peer_logits(PEER_BIN, path, toks, str(tmp_path))
-    assert _rel_err(_logits(path, toks), theirs) < 5e-3
+    ours = _logits(path, toks)
+    # llama.cpp's `llama` ignores llama.attention.sliding_window: compare Mistral only on the
+    # positions the window does not reach yet (there both attend to every earlier token).
+    n = 8 if case_id == "mistral-window" else len(toks)
+    assert _rel_err(ours[:n], theirs[:n]) < 5e-3
