@@ -108,6 +108,19 @@ def test_output_types(converted, tmp_path, outtype, tol):
     assert _rel_err(_logits(path, toks), hf_logits(d, toks)) < tol
 
 
+@pytest.mark.parametrize("outtype", ["F32", "Q8_0"])
+def test_small_row_chunks_write_the_same_file(converted, tmp_path, monkeypatch, outtype):
+    # Large tensors are converted a chunk of rows at a time (whole heads for q/k): chunks much
+    # smaller than a tensor, ending mid-tensor, must give the same bytes as one chunk.
+    import pyllong.convert.writer as writer
+
+    d, _ = converted["llama-linear-rope-f16-sharded"]
+    convert(d, str(tmp_path / "one.gguf"), outtype, log=None)
+    monkeypatch.setattr(writer, "CHUNK_ELEMS", 64 * 20)  # 20 rows of 64, 16 for q/k (head_dim 16)
+    convert(d, str(tmp_path / "many.gguf"), outtype, log=None)
+    assert (tmp_path / "one.gguf").read_bytes() == (tmp_path / "many.gguf").read_bytes()
+
+
 def test_bf16_source_is_read_exactly(tmp_path):
     # safetensors.numpy cannot write bfloat16: write the file by hand (format: u64 header
     # length, JSON header, little-endian data) from float32 values that are exact in bf16.
@@ -328,14 +341,14 @@ def test_failure_mid_write_leaves_no_file(converted, tmp_path, monkeypatch):
     import pyllong.convert.writer as writer
 
     d, _ = converted["llama-spm"]
-    real = writer.encode_tensor
+    real = writer.tensor_chunks
 
     def failing(ckpt, t, qtype):
         if t.name == "blk.1.ffn_down.weight":
             raise OSError("disk full (simulated)")
         return real(ckpt, t, qtype)
 
-    monkeypatch.setattr(writer, "encode_tensor", failing)
+    monkeypatch.setattr(writer, "tensor_chunks", failing)
     with pytest.raises(ConvertError, match="disk full"):
         convert(d, str(tmp_path / "out.gguf"), "F16", log=None)
     assert os.listdir(tmp_path) == []

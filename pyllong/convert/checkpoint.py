@@ -1,10 +1,10 @@
 """Reading a Hugging Face checkpoint directory one tensor at a time.
 
 `Checkpoint(dir)` indexes every weight shard (safetensors, or PyTorch .bin zip archives) by
-tensor name without reading tensor data; `checkpoint.read(name)` then reads that one tensor
-from disk into a fresh numpy array. Data is read with positioned reads, not mmap, so pages
-of tensors already converted do not stay in the process's resident set: peak memory follows
-the largest tensor, not the model.
+tensor name without reading tensor data; `checkpoint.read_rows(name, a, b)` then reads rows
+a..b of one tensor from disk into a fresh numpy array. Data is read with positioned reads, not
+mmap, so pages already converted do not stay in the process's resident set: the converter's
+memory is a few row chunks, whatever the size of the model.
 
 PyTorch .bin files are pickles. They are read with a restricted unpickler that knows only
 the handful of names a state dict of tensors uses (`torch._utils._rebuild_tensor_v2`, the
@@ -190,17 +190,22 @@ def _torch_index(path: str) -> list[TensorRef]:
     return refs
 
 
-def _read_torch(ref: TensorRef) -> np.ndarray:
+def _read_torch(ref: TensorRef, row0: int, row1: int) -> np.ndarray:
+    """Rows [row0, row1) of a tensor in a .bin archive (a copy; strided views are gathered)."""
     dt = np.dtype(ref.np_dtype)
+    shape = (row1 - row0,) + ref.shape[1:] if ref.shape else ()
+    numel = int(np.prod(shape, dtype=np.int64))
+    strides = ref.strides or ()
+    start = ref.offset + (row0 * strides[0] if strides else 0)
     # Span of storage elements the (possibly strided) view touches.
-    span = 1 + sum((d - 1) * s for d, s in zip(ref.shape, ref.strides)) if ref.numel else 0
+    span = 1 + sum((d - 1) * s for d, s in zip(shape, strides)) if numel else 0
     with zipfile.ZipFile(ref.file) as z, z.open(ref.member) as fp:
-        fp.seek(ref.offset * dt.itemsize)
+        fp.seek(start * dt.itemsize)
         buf = fp.read(span * dt.itemsize)
     if len(buf) != span * dt.itemsize:
         raise ConvertError(f"{ref.file}: tensor {ref.name!r} runs past the end of its storage")
     flat = np.frombuffer(buf, dtype=dt)
-    view = np.lib.stride_tricks.as_strided(flat, ref.shape, tuple(s * dt.itemsize for s in ref.strides))
+    view = np.lib.stride_tricks.as_strided(flat, shape, tuple(s * dt.itemsize for s in strides))
     return np.array(view)  # own, contiguous, writable copy
 
 
@@ -256,17 +261,27 @@ class Checkpoint:
         return self.refs[name].shape
 
     def read(self, name: str) -> np.ndarray:
-        """The tensor as stored (BF16 as uint16 bits), freshly read from disk."""
+        """The whole tensor as stored (BF16 as uint16 bits), freshly read from disk."""
+        ref = self.refs[name]
+        return self.read_rows(name, 0, ref.shape[0] if ref.shape else 0)
+
+    def read_rows(self, name: str, row0: int, row1: int) -> np.ndarray:
+        """Rows [row0, row1) along the first axis, as stored (BF16 as uint16 bits)."""
         ref = self.refs[name]
         if ref.member is not None:
-            return _read_torch(ref)
-        out = np.empty(ref.shape, dtype=ref.np_dtype)
+            return _read_torch(ref, row0, row1)
+        shape = (row1 - row0,) + ref.shape[1:] if ref.shape else ()
+        out = np.empty(shape, dtype=ref.np_dtype)
+        row_bytes = out.itemsize * int(np.prod(ref.shape[1:], dtype=np.int64))
         with open(ref.file, "rb") as f:
-            f.seek(ref.offset)
+            f.seek(ref.offset + row0 * row_bytes)
             n = f.readinto(memoryview(out.reshape(-1).view(np.uint8)))
-        if n != ref.nbytes:
-            raise ConvertError(f"{ref.file}: short read of tensor {name!r} ({n} of {ref.nbytes} bytes)")
+        if n != out.nbytes:
+            raise ConvertError(f"{ref.file}: short read of tensor {name!r} ({n} of {out.nbytes} bytes)")
         return out
 
-    def read_float32(self, name: str) -> np.ndarray:
-        return to_float32(self.read(name), self.refs[name].dtype)
+    def read_float32(self, name: str, row0: int = 0, row1: int | None = None) -> np.ndarray:
+        ref = self.refs[name]
+        if row1 is None:
+            row1 = ref.shape[0] if ref.shape else 0
+        return to_float32(self.read_rows(name, row0, row1), ref.dtype)

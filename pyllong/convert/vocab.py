@@ -108,7 +108,8 @@ def _spm(directory: str, n_vocab: int, tok_json: dict, tok_config: dict) -> Toke
     try:
         import sentencepiece
     except ImportError:
-        raise ConvertError("reading tokenizer.model needs the sentencepiece package: pip install sentencepiece") from None
+        raise ConvertError("reading tokenizer.model needs the sentencepiece package: "
+                           "pip install 'pyllong[convert]'") from None
     path = os.path.join(directory, "tokenizer.model")
     sp = sentencepiece.SentencePieceProcessor()
     try:
@@ -184,6 +185,11 @@ def _bpe(directory: str, n_vocab: int, tok_json: dict, tok_config: dict, arch: s
         raise ConvertError(f"{path}: normalizer {_describe(tok_json['normalizer'])} is not supported "
                            f"(byte-level BPE tokenizers have none)")
     pre = _pre_tokenizer_name(tok_json.get("pre_tokenizer"), arch)
+    # pyllong's LLaMA-3 pre-tokenizer emits whole in-vocabulary words before merging
+    # (HF ignore_merges), the others never do; a file that says otherwise would tokenize differently.
+    if bool(model.get("ignore_merges", False)) != (pre == "llama-bpe"):
+        raise ConvertError(f"{path}: ignore_merges = {model.get('ignore_merges', False)} with the {pre} "
+                           f"pre-tokenizer is not supported (llama-bpe needs true, the others false)")
     vocab = model.get("vocab") or {}
     added = _added_tokens(directory, tok_json, tok_config)
     size = max([n_vocab] + [i + 1 for i in vocab.values()] + [i + 1 for i, _, _ in added])

@@ -1,15 +1,15 @@
-"""Streaming GGUF output: tensor infos first (sizes are known from the plan), then each
-tensor's data read, converted and written before the next one is read.
+"""Streaming GGUF output: header, metadata and tensor infos first (every size is known from
+the plan), then the tensor data, read, converted and appended a chunk of rows at a time. Only
+one chunk (about CHUNK_ELEMS values, as stored, as float32 and encoded) is in memory at once,
+whatever the size of the tensor or the model.
 
-Each 2-D tensor is encoded in row chunks into its output buffer, so besides the stored source
-tensor and the encoded result only one chunk of float32 rows is alive at a time. The file is
-written under a temporary name beside the destination and renamed into place at the end: a
-failed or interrupted conversion never leaves a partial GGUF behind.
+The file is written under a temporary name beside the destination and renamed into place at
+the end: a failed or interrupted conversion never leaves a partial GGUF behind.
 """
 from __future__ import annotations
 
 import os
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -17,7 +17,7 @@ from .. import quant
 from ..errors import ConvertError
 from ..quantize_model import MIXES, target_type
 from .archs import OutTensor, Plan, rope_row_order
-from .checkpoint import Checkpoint, to_float32
+from .checkpoint import Checkpoint
 from .vocab import TokenizerMeta, write_tokenizer
 
 OUT_TYPES = ("F32", "F16", "BF16") + tuple(t for t in quant.TYPES if t not in ("F32", "F16", "BF16")) + tuple(MIXES)
@@ -47,28 +47,36 @@ def _encode(x: np.ndarray, qtype: str) -> np.ndarray:
     return quant.quantize(x, qtype).reshape(x.shape[0], -1)
 
 
-def encode_tensor(ckpt: Checkpoint, t: OutTensor, qtype: str) -> np.ndarray:
-    """The GGUF data of one tensor: float32 (1-D) or uint8 (rows, row bytes)."""
+def _chunk_rows(n_in: int, head_dim: int) -> int:
+    """Rows per chunk: about CHUNK_ELEMS values, whole heads when rows are reordered per head."""
+    rows = max(1, CHUNK_ELEMS // n_in)
+    return max(head_dim, rows // head_dim * head_dim) if head_dim else rows
+
+
+def tensor_chunks(ckpt: Checkpoint, t: OutTensor, qtype: str) -> Iterator[np.ndarray]:
+    """The GGUF bytes of one tensor, in file order, a bounded number of rows at a time."""
     if t.values is not None:
-        return np.ascontiguousarray(t.values, dtype=np.float32)
-    if len(t.shape) == 1:
-        return np.concatenate([ckpt.read_float32(p.source).reshape(-1) for p in t.parts])
-    rows, n_in = t.shape
-    out = np.empty((rows, quant.row_bytes(qtype, n_in)), dtype=np.uint8)
-    chunk = max(1, CHUNK_ELEMS // n_in)
-    r0 = 0
+        yield np.ascontiguousarray(t.values, dtype=np.float32).view(np.uint8)
+        return
+    if len(t.shape) == 1:  # norms and biases: small, F32, parts written one after the other
+        for part in t.parts:
+            yield np.ascontiguousarray(ckpt.read_float32(part.source).reshape(-1)).view(np.uint8)
+        return
+    n_in = t.shape[1]
     for part in t.parts:
-        raw = ckpt.read(part.source)
-        dtype = ckpt.refs[part.source].dtype
-        n = raw.shape[0]
-        order = rope_row_order(part.rope_heads, n // part.rope_heads) if part.rope_heads else None
-        for a in range(0, n, chunk):
-            b = min(n, a + chunk)
-            rows_in = raw[a:b] if order is None else raw[order[a:b]]
-            out[r0 + a:r0 + b] = _encode(np.ascontiguousarray(to_float32(rows_in, dtype)), qtype)
-        r0 += n
-        del raw
-    return out
+        n = ckpt.shape(part.source)[0]
+        head_dim = n // part.rope_heads if part.rope_heads else 0
+        step = _chunk_rows(n_in, head_dim)
+        for a in range(0, n, step):
+            b = min(n, a + step)
+            x = ckpt.read_float32(part.source, a, b)
+            if head_dim:  # the reordering stays within each head, and chunks hold whole heads
+                x = x[rope_row_order((b - a) // head_dim, head_dim)]
+            yield _encode(np.ascontiguousarray(x), qtype)
+
+
+def _pad(f, n: int, align: int) -> None:
+    f.write(b"\0" * (-n % align))
 
 
 def _add_metadata(writer, key: str, value) -> None:
@@ -91,7 +99,10 @@ def _add_metadata(writer, key: str, value) -> None:
 def write_gguf(path: str, plan: Plan, tok: TokenizerMeta, ckpt: Checkpoint, outtype: str,
                log: Callable[[str], None] | None = print) -> dict[str, str]:
     """Write the converted model to `path` atomically; returns {tensor name: type}."""
-    import gguf
+    try:
+        import gguf
+    except ImportError:
+        raise ConvertError("writing GGUF needs the gguf package: pip install 'pyllong[convert]'") from None
 
     types = {t.name: tensor_type(t, outtype, plan.n_layer) for t in plan.tensors}
     directory = os.path.dirname(os.path.abspath(path))
@@ -107,25 +118,37 @@ def write_gguf(path: str, plan: Plan, tok: TokenizerMeta, ckpt: Checkpoint, outt
         if outtype not in ("F32", "F16", "BF16"):
             writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
         write_tokenizer(writer, tok)
+        nbytes = {}
         for t in plan.tensors:
             qtype = types[t.name]
             if qtype == "F32" and len(t.shape) == 1:
-                writer.add_tensor_info(t.name, t.shape, np.dtype(np.float32), 4 * t.shape[0])
+                nbytes[t.name] = 4 * t.shape[0]
+                writer.add_tensor_info(t.name, t.shape, np.dtype(np.float32), nbytes[t.name])
             else:
                 rb = quant.row_bytes(qtype, t.shape[1])
-                writer.add_tensor_info(t.name, (t.shape[0], rb), np.dtype(np.uint8), t.shape[0] * rb,
+                nbytes[t.name] = t.shape[0] * rb
+                writer.add_tensor_info(t.name, (t.shape[0], rb), np.dtype(np.uint8), nbytes[t.name],
                                        raw_dtype=gguf.GGMLQuantizationType[qtype])
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_ti_data_to_file()
-        for t in plan.tensors:
-            data = encode_tensor(ckpt, t, types[t.name])
-            writer.write_tensor_data(data)
-            del data
-            if log:
-                log(f"{t.name:32} {str(list(t.shape)):>16} -> {types[t.name]}")
+        align = writer.data_alignment
         writer.close()
         writer = None
+        # Tensor data, as the GGUF layout has it: from the next alignment boundary, each tensor
+        # padded to the alignment (the offsets the tensor infos above were given).
+        with open(tmp, "ab") as f:
+            _pad(f, f.tell(), align)
+            for t in plan.tensors:
+                written = 0
+                for chunk in tensor_chunks(ckpt, t, types[t.name]):
+                    f.write(memoryview(chunk).cast("B"))
+                    written += chunk.nbytes
+                if written != nbytes[t.name]:
+                    raise AssertionError(f"{t.name}: wrote {written} bytes, its tensor info says {nbytes[t.name]}")
+                _pad(f, written, align)
+                if log:
+                    log(f"{t.name:32} {str(list(t.shape)):>16} -> {types[t.name]}")
         os.replace(tmp, path)
     except OSError as e:
         raise ConvertError(f"converting to {path}: {e}") from e
