@@ -107,6 +107,8 @@ def _tensors(arch: str, c: dict, rng: np.random.Generator) -> dict[str, np.ndarr
         else:
             t[p + "mlp.gate_proj.weight"], t[p + "mlp.up_proj.weight"] = w(F, E), w(F, E)
         t[p + "mlp.down_proj.weight"] = w(E, F)
+        if arch == "longllama":  # LongLLaMA saves its rotary buffer (recomputed, never converted)
+            t[p + "self_attn.rotary_emb.inv_freq"] = (1e4 ** -(np.arange(0, D, 2) / D)).astype(np.float32)
     if arch == "phi2":
         t["model.final_layernorm.weight"], t["model.final_layernorm.bias"] = norm(E), bias(E)
         t["lm_head.weight"], t["lm_head.bias"] = w(V, E), bias(V)
@@ -175,7 +177,8 @@ def make_checkpoint(directory, arch: str = "llama", tokenizer: str = "spm", *, d
         config.update(num_key_value_heads=4, partial_rotary_factor=0.5, layer_norm_eps=1e-5, hidden_act="gelu_new")
     else:
         config.update(rms_norm_eps=1e-5, hidden_act="silu")
-    if arch == "longllama":
+    if arch == "longllama":  # OpenLLaMA-shaped: multi-head attention, no num_key_value_heads, no rope_theta
+        del config["num_key_value_heads"], config["rope_theta"]
         config.update(mem_layers=[1], last_context_length=32, max_position_embeddings=64, mem_positionals=True,
                       mem_dtype="bfloat16")
     config.update(config_overrides)
