@@ -361,8 +361,9 @@ def test_cli_convert_and_error_exit(converted, tmp_path):
                          "--outtype", "Q8_0", "-q"], capture_output=True, text=True, env=env)
     assert ok.returncode == 0, ok.stderr
     assert _core.ModelFile(str(tmp_path / "p.gguf")).hparams["n_layer"] == 2
-    bad = subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "..", "tools", "convert_hf_to_gguf.py"),
-                          str(tmp_path / "nowhere"), str(tmp_path / "x.gguf")], capture_output=True, text=True, env=env)
+    tool = os.path.join(os.path.dirname(__file__), "..", "tools", "convert_hf_to_gguf.py")
+    bad = subprocess.run([sys.executable, tool, str(tmp_path / "nowhere"), str(tmp_path / "x.gguf")],
+                         capture_output=True, text=True, env=env)
     assert bad.returncode == 2 and "not a directory" in bad.stderr and not (tmp_path / "x.gguf").exists()
 
 
@@ -389,3 +390,31 @@ def test_llamacpp_agrees_on_converted_files(converted, case_id, tmp_path):
     # positions the window does not reach yet (there both attend to every earlier token).
     n = 8 if case_id == "mistral-window" else len(toks)
     assert _rel_err(ours[:n], theirs[:n]) < 5e-3
+
+
+@pytest.mark.parametrize("case_id", ["llama-spm", "llama-smollm-tied", "llama3-bpe-rope-scaled", "phi2", "phi3"])
+def test_llamacpp_tokenizes_converted_files_like_hf(converted, case_id):
+    import sentencepiece
+    import tokenizers
+    from test_tokenizer_llamacpp import peer_env
+
+    env = peer_env()
+    if env is None:
+        pytest.skip("llama.cpp peer not available: no llama_cpp module and no build from "
+                    "../shared/peer/build_llamacpp.sh")
+    d, path = converted[case_id]
+    texts = CORPUS
+    if os.path.exists(os.path.join(d, "tokenizer.model")):
+        sp = sentencepiece.SentencePieceProcessor(model_file=os.path.join(d, "tokenizer.model"))
+        expected, special = [[sp.bos_id()] + sp.encode(t) for t in texts], False
+    else:
+        hf = tokenizers.Tokenizer.from_file(os.path.join(d, "tokenizer.json"))
+        expected, special = [hf.encode(t).ids for t in texts], True
+    add_bos = bool(_fields(path)["tokenizer.ggml.add_bos_token"])
+    req = {"model": path, "encode": [[t.encode().hex(), add_bos, special] for t in texts], "decode": []}
+    r = subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "peer_llamacpp_tokenize.py")],
+                       input=json.dumps(req), capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    got = json.loads(r.stdout)["encode"]
+    bad = [(t, g, e) for t, g, e in zip(texts, got, expected) if g != e]
+    assert not bad, f"{len(bad)}/{len(texts)} differ, first: {bad[:3]}"

@@ -115,7 +115,8 @@ def main() -> int:
     largest = max(shapes, key=lambda n: int(np.prod(shapes[n])))
     n_largest = int(np.prod(shapes[largest]))
     print(f"checkpoint: {total / 2**30:.2f} GiB BF16 in 2 shards (written in {time.time() - t:.0f} s); largest tensor "
-          f"{largest} {list(shapes[largest])}: {2 * n_largest / 2**20:.0f} MiB BF16, {4 * n_largest / 2**20:.0f} MiB as f32")
+          f"{largest} {list(shapes[largest])}: {2 * n_largest / 2**20:.0f} MiB BF16, "
+          f"{4 * n_largest / 2**20:.0f} MiB as f32")
     secs, base = run_child(tiny, os.path.join(a.dir, "tiny.gguf"), "F16")
     print(f"baseline (tiny checkpoint, same process setup): peak RSS {base:.0f} MiB")
     print("| output | file size | time | peak RSS | peak RSS - baseline |")

@@ -69,8 +69,8 @@ def detect_arch(config: dict) -> str:
             return HF_ARCHS[a]
     if config.get("model_type") in HF_MODEL_TYPES:
         return HF_MODEL_TYPES[config["model_type"]]
-    raise ConvertError(f"unknown architecture {config.get('architectures') or config.get('model_type')!r} in config.json "
-                       f"(supported: {', '.join(HF_ARCHS)})")
+    found = config.get("architectures") or config.get("model_type")
+    raise ConvertError(f"unknown architecture {found!r} in config.json (supported: {', '.join(HF_ARCHS)})")
 
 
 class _Config:
@@ -110,7 +110,8 @@ def _rope_scaling(cfg: _Config, arch: str, head_dim: int, base: float, meta: dic
         meta[f"{a}.rope.scaling.factor"] = float(rs["factor"])
     elif kind == "llama3" and a == "llama":
         # LLaMA-3.1: per-frequency divisors, stored as rope_freqs.weight (llama.cpp's convention).
-        factor, lo, hi = float(rs.get("factor", 8.0)), float(rs.get("low_freq_factor", 1.0)), float(rs.get("high_freq_factor", 4.0))
+        factor = float(rs.get("factor", 8.0))
+        lo, hi = float(rs.get("low_freq_factor", 1.0)), float(rs.get("high_freq_factor", 4.0))
         old_ctx = float(rs.get("original_max_position_embeddings", 8192))
         freqs = base ** -(np.arange(0, head_dim, 2, dtype=np.float64) / head_dim)
         wavelen = 2 * math.pi / freqs
@@ -121,7 +122,8 @@ def _rope_scaling(cfg: _Config, arch: str, head_dim: int, base: float, meta: dic
     elif kind in ("longrope", "su") and arch == "phi3":
         long_f, short_f = rs.get("long_factor"), rs.get("short_factor")
         if not long_f or not short_f or len(long_f) != head_dim // 2 or len(short_f) != head_dim // 2:
-            raise ConvertError(f"config.json: rope_scaling {kind} needs long_factor and short_factor of {head_dim // 2} values")
+            raise ConvertError(f"config.json: rope_scaling {kind} needs long_factor and short_factor "
+                               f"of {head_dim // 2} values")
         n_ctx, orig = cfg.int("max_position_embeddings"), cfg.int("original_max_position_embeddings")
         scale = n_ctx / orig
         meta["phi3.rope.scaling.attn_factor"] = math.sqrt(1 + math.log(scale) / math.log(orig)) if scale > 1 else 1.0
@@ -144,7 +146,8 @@ def build_plan(config: dict, shapes: dict[str, tuple[int, ...]], name: str) -> P
     n_head = cfg.int("num_attention_heads", "n_head")
     n_head_kv = cfg.int("num_key_value_heads", default=n_head)
     if n_head == 0 or n_head_kv == 0 or n_head % n_head_kv:
-        raise ConvertError(f"config.json: num_attention_heads {n_head} is not a multiple of num_key_value_heads {n_head_kv}")
+        raise ConvertError(f"config.json: num_attention_heads {n_head} is not a multiple of "
+                           f"num_key_value_heads {n_head_kv}")
     head_dim = cfg.int("head_dim", default=n_embd // n_head)
     n_ff = cfg.int("intermediate_size", "n_inner", default=4 * n_embd if arch == "phi2" else None)
     n_vocab = cfg.int("vocab_size")
@@ -244,7 +247,8 @@ def build_plan(config: dict, shapes: dict[str, tuple[int, ...]], name: str) -> P
             raise ConvertError(f"config.json: mem_layers {mem_layers!r} must be layer indices in [0, {n_layer})")
         last = cfg.int("last_context_length", default=1024)
         if last > n_ctx:
-            raise ConvertError(f"config.json: last_context_length {last} exceeds the window max_position_embeddings {n_ctx}")
+            raise ConvertError(f"config.json: last_context_length {last} exceeds the window "
+                               f"max_position_embeddings {n_ctx}")
         meta["llama.memory.layers"] = [int(x) for x in mem_layers]
         meta["llama.memory.window"] = n_ctx
         meta["llama.memory.last_context_length"] = last
@@ -263,8 +267,9 @@ def _check_shapes(tensors: list[OutTensor], shapes: dict[str, tuple[int, ...]], 
         rows = 0
         for part in t.parts:
             if part.source not in shapes:
-                raise ConvertError(f"tensor {part.source} is missing from the checkpoint (needed for {t.name} of {arch}); "
-                                   f"the download is incomplete or the weights do not belong to this config.json")
+                raise ConvertError(f"tensor {part.source} is missing from the checkpoint (needed for {t.name} of "
+                                   f"{arch}); the download is incomplete or the weights do not belong to this "
+                                   f"config.json")
             got = tuple(shapes[part.source])
             want_tail = t.shape[1:]
             if len(got) != len(t.shape) or got[1:] != want_tail:

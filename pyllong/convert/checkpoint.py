@@ -231,7 +231,8 @@ def _shard_files(directory: str) -> tuple[str, list[str]]:
             return kind, [os.path.join(directory, n) for n in names]
         if os.path.isfile(os.path.join(directory, single)):
             return kind, [os.path.join(directory, single)]
-        found = sorted(n for n in os.listdir(directory) if n.endswith("." + kind) and n.startswith(("model", "pytorch_model")))
+        found = sorted(n for n in os.listdir(directory)
+                       if n.endswith("." + kind) and n.startswith(("model", "pytorch_model")))
         if found:
             return kind, [os.path.join(directory, n) for n in found]
     raise ConvertError(f"{directory}: no weights found (expected model.safetensors, model-*-of-*.safetensors "

@@ -270,7 +270,8 @@ def load_tokenizer(directory: str, n_vocab: int, arch: str, config: dict) -> Tok
     if isinstance(tok_config.get("add_eos_token"), bool):
         meta.add_eos = tok_config["add_eos_token"]
     if meta.add_bos and "bos" not in meta.special_ids:
-        raise ConvertError("the tokenizer adds a BOS token but none is defined (set bos_token in tokenizer_config.json)")
+        raise ConvertError("the tokenizer adds a BOS token but none is defined "
+                           "(set bos_token in tokenizer_config.json)")
     meta.chat_templates = _chat_templates(directory, tok_config)
     return meta
 
