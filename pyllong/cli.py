@@ -381,7 +381,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("convert", help="convert a Hugging Face checkpoint folder to GGUF (F16, Q8_0, Q4_K_M, ...)",
                        description="Convert a Hugging Face checkpoint (config.json, safetensors or .bin shards, "
-                                   "tokenizer.model or tokenizer.json) to GGUF; see pyllong/convert/__init__.py.")
+                                   "tokenizer.model or tokenizer.json) to GGUF. Architectures, metadata keys "
+                                   "and limits: python -m pydoc pyllong.convert")
     convert.add_arguments(s)
     s.set_defaults(func=convert.run)
     return p

@@ -51,12 +51,38 @@ def rel(a, b) -> float:
     return float(np.abs(a - b).max() / np.abs(b).max())
 
 
+def compare_checkpoint(a) -> int:
+    from pyllong import _core
+    from pyllong.convert import convert
+
+    print("| checkpoint | type | llama.cpp vs pyllong | same argmax |")
+    print("|---|---|---:|---:|")
+    with tempfile.TemporaryDirectory(dir=os.path.dirname(os.path.abspath(a.checkpoint))) as tmp:
+        for t in a.types.split(","):
+            path = os.path.join(tmp, f"m-{t}.gguf")
+            convert(a.checkpoint, path, t, log=None)
+            mf = _core.ModelFile(path)
+            toks = np.random.default_rng(1).integers(0, mf.hparams["n_vocab"], a.tokens).tolist()
+            ours = _core.Context(mf, n_ctx=256, n_threads=2, n_batch=64).eval(toks, True)
+            theirs = peer_logits(a.dump_logits, path, toks, tmp)
+            same = int((ours.argmax(-1) == theirs.argmax(-1)).sum())
+            print(f"| {os.path.basename(a.checkpoint.rstrip('/'))} | {t} | {rel(theirs, ours):.2e} | "
+                  f"{same}/{len(toks)} |", flush=True)
+            os.remove(path)
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dump-logits", default=DEFAULT_BIN, help="dump_logits binary (see BENCHMARKS.md)")
     ap.add_argument("--types", default="F32,F16,Q8_0,Q4_K_M")
     ap.add_argument("--tokens", type=int, default=32)
+    ap.add_argument("--checkpoint", default=None,
+                    help="instead of the synthetic cases, convert this checkpoint folder and compare llama.cpp "
+                         "with pyllong only (no float64 reference: it would need 8 bytes per weight)")
     a = ap.parse_args()
+    if a.checkpoint:
+        return compare_checkpoint(a)
 
     from hf_checkpoints import make_checkpoint
     from reference.hf_forward import hf_logits
