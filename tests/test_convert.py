@@ -304,6 +304,11 @@ def test_hostile_pickle_is_refused_without_running_it(converted, tmp_path):
 # ---------------------------------------------------------------------------------------------
 # Bad input: one ConvertError, nothing written
 
+def _write_json(d, name, obj):
+    with open(os.path.join(d, name), "w") as f:
+        json.dump(obj, f)
+
+
 def _edit_config(d, **changes):
     p = os.path.join(d, "config.json")
     with open(p) as f:
@@ -324,8 +329,12 @@ def _edit_config(d, **changes):
     (lambda d: os.remove(os.path.join(d, "model-00002-of-00003.safetensors")), "missing"),
     (lambda d: _edit_config(d, rope_scaling={"type": "yarn", "factor": 4.0}), "rope_scaling"),
     (lambda d: open(os.path.join(d, "model-00001-of-00003.safetensors"), "r+b").truncate(5000), "truncated"),
+    (lambda d: _edit_config(d, rope_scaling={"type": "linear"}), "malformed or missing setting"),
+    (lambda d: _write_json(d, "tokenizer_config.json", {"added_tokens_decoder": {"5": {}}}), "malformed tokenizer"),
+    (lambda d: _write_json(d, "tokenizer_config.json", {"bos_token": "<nope>"}), "not in the vocabulary"),
 ], ids=["no-config", "unknown-arch", "shape-mismatch", "missing-tensor", "extra-tensor", "no-tokenizer",
-        "missing-shard", "unsupported-rope", "truncated-shard"])
+        "missing-shard", "unsupported-rope", "truncated-shard", "malformed-config", "malformed-tokenizer",
+        "unknown-special-token"])
 def test_bad_input_raises_convert_error_and_writes_nothing(converted, tmp_path, breaker, message):
     src, _ = converted["llama-linear-rope-f16-sharded"]
     d = str(tmp_path / "ck")

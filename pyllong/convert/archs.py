@@ -138,6 +138,15 @@ def _rope_scaling(cfg: _Config, arch: str, head_dim: int, base: float, meta: dic
 
 def build_plan(config: dict, shapes: dict[str, tuple[int, ...]], name: str) -> Plan:
     """The conversion plan for a checkpoint with these tensor shapes (by HF name)."""
+    try:
+        return _build_plan(config, shapes, name)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        if isinstance(e, ConvertError):
+            raise
+        raise ConvertError(f"config.json: malformed or missing setting ({type(e).__name__}: {e})") from None
+
+
+def _build_plan(config: dict, shapes: dict[str, tuple[int, ...]], name: str) -> Plan:
     arch = detect_arch(config)
     cfg = _Config(config)
     a = GGUF_ARCH[arch]

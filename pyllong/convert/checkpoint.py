@@ -176,11 +176,11 @@ def _torch_index(path: str) -> list[TensorRef]:
             raise ConvertError(f"{path}: cannot read the pickled state dict ({type(e).__name__}: {e})") from None
         if not isinstance(state, dict):
             raise ConvertError(f"{path}: the pickle holds a {type(state).__name__}, not a state dict")
-        refs = []
+        refs, members = [], set(z.namelist())
         for name, t in state.items():
             if not isinstance(t, _LazyTensor):
                 raise ConvertError(f"{path}: entry {name!r} is not a tensor")
-            info = z.getinfo(t.storage.member) if t.storage.member in z.namelist() else None
+            info = z.getinfo(t.storage.member) if t.storage.member in members else None
             if info is None:
                 raise ConvertError(f"{path}: tensor {name!r} refers to missing storage {t.storage.member}")
             if info.compress_type != zipfile.ZIP_STORED:

@@ -246,12 +246,17 @@ def load_tokenizer(directory: str, n_vocab: int, arch: str, config: dict) -> Tok
     """The tokenizer of a checkpoint directory, for a model with n_vocab embedding rows."""
     tok_json = _load_json(directory, "tokenizer.json")
     tok_config = _load_json(directory, "tokenizer_config.json")
-    if os.path.isfile(os.path.join(directory, "tokenizer.model")):
-        meta = _spm(directory, n_vocab, tok_json, tok_config)
-    elif tok_json:
-        meta = _bpe(directory, n_vocab, tok_json, tok_config, arch)
-    else:
-        raise ConvertError(f"{directory}: no tokenizer (expected tokenizer.model or tokenizer.json)")
+    try:
+        if os.path.isfile(os.path.join(directory, "tokenizer.model")):
+            meta = _spm(directory, n_vocab, tok_json, tok_config)
+        elif tok_json:
+            meta = _bpe(directory, n_vocab, tok_json, tok_config, arch)
+        else:
+            raise ConvertError(f"{directory}: no tokenizer (expected tokenizer.model or tokenizer.json)")
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        if isinstance(e, ConvertError):
+            raise
+        raise ConvertError(f"{directory}: malformed tokenizer files ({type(e).__name__}: {e})") from None
 
     ids = {t: i for i, t in enumerate(meta.tokens)}
     for kind in SPECIAL_KINDS:
