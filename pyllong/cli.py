@@ -86,7 +86,7 @@ def _load_model(a, **extra):
     from .model import Model
 
     return Model(a.model, n_ctx=a.ctx, n_threads=a.threads, seed=a.seed, kv_type=a.kv_type,
-                 self_extend=a.self_extend,
+                 self_extend=a.self_extend, n_gpu_layers=a.n_gpu_layers,
                  context_shift=getattr(a, "context_shift", False), **extra)
 
 
@@ -291,6 +291,8 @@ def _add_model_args(s, default_ctx_help: str) -> None:
     s.add_argument("--self-extend", type=_parse_self_extend, default=None, metavar="G,W",
                    help="SelfExtend grouped attention: group size G, neighbour window W; reads up to "
                         "(L - W) * G + W tokens of a model trained on L (default: off)")
+    s.add_argument("-ngl", "--n-gpu-layers", type=int, default=0, metavar="N",
+                   help="layers to run on the GPU (CUDA builds): N = the first N, -1 = all (default: 0, CPU only)")
 
 
 def _add_sampling_args(s, n_predict: int) -> None:
