@@ -158,6 +158,8 @@ def _build_plan(config: dict, shapes: dict[str, tuple[int, ...]], name: str) -> 
         raise ConvertError(f"config.json: num_attention_heads {n_head} is not a multiple of "
                            f"num_key_value_heads {n_head_kv}")
     head_dim = cfg.int("head_dim", default=n_embd // n_head)
+    if head_dim % 2:
+        raise ConvertError(f"config.json: head dimension {head_dim} is odd; rotary embeddings need pairs")
     n_ff = cfg.int("intermediate_size", "n_inner", default=4 * n_embd if arch == "phi2" else None)
     n_vocab = cfg.int("vocab_size")
     n_ctx = cfg.int("max_position_embeddings", "n_positions")

@@ -90,12 +90,15 @@ def _pad(tokens: list[str], types: list[int], scores: list[float] | None, n_voca
 
 
 def _apply_added(tokens, types, scores, added, n_vocab: int) -> None:
+    """Put the added tokens at their ids: CONTROL when special, else USER_DEFINED."""
+    index = {t: i for i, t in enumerate(tokens)}
     for i, text, special in added:
         if i >= n_vocab:
             raise ConvertError(f"added token {text!r} has id {i}, outside the model's {n_vocab} embedding rows")
-        if text in tokens and tokens.index(text) != i:
-            raise ConvertError(f"added token {text!r} (id {i}) duplicates token {tokens.index(text)}")
-        tokens[i] = text
+        if index.get(text, i) != i:
+            raise ConvertError(f"added token {text!r} (id {i}) duplicates token {index[text]}")
+        index.pop(tokens[i], None)
+        tokens[i], index[text] = text, i
         types[i] = CONTROL if special else USER_DEFINED
         if scores is not None:
             scores[i] = -1000.0
@@ -213,7 +216,7 @@ def _bpe(directory: str, n_vocab: int, tok_json: dict, tok_config: dict, arch: s
     # A TemplateProcessing post-processor that starts with a special token adds it (LLaMA-3's BOS).
     post = tok_json.get("post_processor") or {}
     for proc in post.get("processors", [post]):
-        single = proc.get("single") or [] if proc.get("type") == "TemplateProcessing" else []
+        single = (proc.get("single") or []) if proc.get("type") == "TemplateProcessing" else []
         if single and "SpecialToken" in single[0]:
             meta.add_bos = True
             bos_text = single[0]["SpecialToken"]["id"]
