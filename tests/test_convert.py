@@ -226,8 +226,10 @@ def _fake_torch_modules():
     return torch, utils
 
 
-def write_torch_bin(path, tensors):
-    """A zip archive laid out as torch.save writes it (archive/data.pkl + archive/data/<key>)."""
+def write_torch_bin(path, tensors, transposed=()):
+    """A zip archive laid out as torch.save writes it (archive/data.pkl + archive/data/<key>).
+    Tensors named in `transposed` are stored as a column-major view (stride (1, rows)), as
+    torch saves a `.t()` of a contiguous tensor."""
     import collections
 
     torch, utils = _fake_torch_modules()
@@ -235,11 +237,13 @@ def write_torch_bin(path, tensors):
     sys.modules.update({"torch": torch, "torch._utils": utils})
     try:
         class T:
-            def __init__(self, key, shape, dtype):
-                self.key, self.shape, self.dtype = key, shape, dtype
+            def __init__(self, key, shape, dtype, column_major):
+                self.key, self.shape, self.dtype, self.column_major = key, shape, dtype, column_major
 
             def __reduce__(self):
                 stride = tuple(int(np.prod(self.shape[i + 1:])) for i in range(len(self.shape)))
+                if self.column_major:
+                    stride = (1, self.shape[0])
                 return (utils._rebuild_tensor_v2, (("storage", self, self.key), 0, self.shape, stride, False,
                                                    collections.OrderedDict()))
 
@@ -253,7 +257,8 @@ def write_torch_bin(path, tensors):
 
         import io
         buf = io.BytesIO()
-        state = collections.OrderedDict((n, T(str(i), v.shape, v.dtype)) for i, (n, v) in enumerate(tensors.items()))
+        state = collections.OrderedDict((n, T(str(i), v.shape, v.dtype, n in transposed))
+                                        for i, (n, v) in enumerate(tensors.items()))
         P(buf, protocol=2).dump(state)
     finally:
         for k, v in saved.items():
@@ -263,23 +268,30 @@ def write_torch_bin(path, tensors):
                 sys.modules[k] = v
     with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
         z.writestr("archive/data.pkl", buf.getvalue())
-        for i, v in enumerate(tensors.values()):
-            z.writestr(f"archive/data/{i}", np.ascontiguousarray(v).tobytes())
+        for i, (n, v) in enumerate(tensors.items()):
+            z.writestr(f"archive/data/{i}", np.ascontiguousarray(v.T if n in transposed else v).tobytes())
 
 
-def test_pytorch_bin_converts_like_safetensors(converted, tmp_path):
+def test_pytorch_bin_converts_like_safetensors(converted, tmp_path, monkeypatch):
     from safetensors.numpy import load_file
 
     src, ref_path = converted["llama-spm"]
     d = tmp_path / "bin"
     shutil.copytree(src, d)
     os.remove(d / "model.safetensors")
-    write_torch_bin(d / "pytorch_model.bin", load_file(os.path.join(src, "model.safetensors")))
+    write_torch_bin(d / "pytorch_model.bin", load_file(os.path.join(src, "model.safetensors")),
+                    transposed={"lm_head.weight", "model.layers.0.self_attn.q_proj.weight"})
     path = str(tmp_path / "bin.gguf")
     convert(str(d), path, "F32", log=None)
     a = {t.name: np.asarray(t.data) for t in gguf.GGUFReader(path).tensors}
     b = {t.name: np.asarray(t.data) for t in gguf.GGUFReader(ref_path).tensors}
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    # Row chunks of the column-major tensors gather the right strided elements too.
+    import pyllong.convert.writer as writer
+
+    monkeypatch.setattr(writer, "CHUNK_ELEMS", 64 * 20)
+    convert(str(d), str(tmp_path / "chunked.gguf"), "F32", log=None)
+    assert (tmp_path / "chunked.gguf").read_bytes() == open(path, "rb").read()
 
 
 def test_hostile_pickle_is_refused_without_running_it(converted, tmp_path):
