@@ -424,6 +424,15 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("quantize", help="convert a GGUF file to another quant type (Q4_K_M, Q8_0, ...)")
     quantize_model.add_arguments(s)
     s.set_defaults(func=quantize_model.run)
+
+    from . import convert
+
+    s = sub.add_parser("convert", help="convert a Hugging Face checkpoint folder to GGUF (F16, Q8_0, Q4_K_M, ...)",
+                       description="Convert a Hugging Face checkpoint (config.json, safetensors or .bin shards, "
+                                   "tokenizer.model or tokenizer.json) to GGUF. Architectures, metadata keys "
+                                   "and limits: python -m pydoc pyllong.convert")
+    convert.add_arguments(s)
+    s.set_defaults(func=convert.run)
     return p
 
 

@@ -27,3 +27,8 @@ class PullError(Error, RuntimeError):
 
 class DeviceError(Error, RuntimeError):
     """The GPU cannot run what was asked: no CUDA build, no device, or too little device memory."""
+
+
+class ConvertError(Error, ValueError):
+    """A Hugging Face checkpoint cannot be converted: a file is missing or malformed, the
+    architecture or a setting is unsupported, or shapes disagree with config.json."""
