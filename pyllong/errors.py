@@ -25,6 +25,15 @@ class PullError(Error, RuntimeError):
     """A model could not be downloaded or verified."""
 
 
+class DeviceError(Error, RuntimeError):
+    """The GPU cannot run what was asked: no CUDA build, no device, or too little device memory."""
+
+
+class ConvertError(Error, ValueError):
+    """A Hugging Face checkpoint cannot be converted: a file is missing or malformed, the
+    architecture or a setting is unsupported, or shapes disagree with config.json."""
+
+
 class StateError(Error, ValueError):
     """A saved state file is truncated, corrupted, or belongs to another model or context setup."""
 

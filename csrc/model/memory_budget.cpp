@@ -46,7 +46,9 @@ uint64_t context_bytes(const ContextParams& p, const HParams& hp) {
     const uint64_t row = static_cast<uint64_t>(kv_row_bytes(p.kv_type, static_cast<int64_t>(kv_dim)));
     const uint64_t planes = p.self_extend.enabled() ? 3 : 2;  // K, V (+ grouped K)
     // n_ctx <= 2^24 and the hparams are validated, so none of this overflows 64 bits.
-    uint64_t bytes = static_cast<uint64_t>(hp.n_layer) * n_ctx * row * planes + 4 * n_ctx;
+    // Layers offloaded to the GPU keep their cache there (the CUDA backend checks device memory).
+    const int64_t n_gpu = p.n_gpu_layers < 0 || p.n_gpu_layers > hp.n_layer ? hp.n_layer : p.n_gpu_layers;
+    uint64_t bytes = static_cast<uint64_t>(hp.n_layer - n_gpu) * n_ctx * row * planes + 4 * n_ctx;
     const uint64_t nb = static_cast<uint64_t>(std::min(p.n_batch, p.n_ctx));
     const uint64_t q_dim = static_cast<uint64_t>(hp.n_head * hp.head_dim), E = hp.n_embd, F = hp.n_ff;
     const uint64_t per_token = 3 * E + 2 * q_dim + 2 * kv_dim + (q_dim + 2 * kv_dim) + 3 * F +

@@ -9,7 +9,8 @@
 
 namespace pyllong {
 
-// Bytes of the KV cache (K, V, SelfExtend's grouped K, positions) and the per-chunk scratch.
+// Host bytes of the KV cache (K, V, SelfExtend's grouped K, positions; layers on the GPU
+// excluded) and the per-chunk scratch.
 uint64_t context_bytes(const ContextParams& p, const HParams& hp);
 
 // What this process can still get: MemAvailable, the cgroup's remaining limit, and

@@ -38,6 +38,14 @@ std::string hex(const uint8_t* p, size_t n) {
 
 int64_t rows_per_layer(const KVCache& c) { return c.has_grouped_keys() ? 3 : 2; }
 
+// Layers on the GPU keep their cache on the device, which this format does not carry yet.
+void require_host_cache(const Context& ctx) {
+    if (ctx.n_gpu_layers() != 0)
+        throw StateError("state files hold the host KV cache only; this context keeps " +
+                         std::to_string(ctx.n_gpu_layers()) + " layer(s) on the GPU: use n_gpu_layers=0 to save "
+                         "or load a state");
+}
+
 // A cache row written by KVCache::encode holds only finite numbers; anything else came
 // from a hostile or broken file and would turn every later logit into NaN.
 bool row_is_finite(KVType type, const uint8_t* row, int64_t kv_dim) {
@@ -93,6 +101,7 @@ uint64_t state_max_bytes(const Context& ctx) {
 
 std::vector<uint8_t> save_state(const Context& ctx, const int32_t* tokens, int64_t n_tokens, const uint8_t* extra,
                                 size_t extra_len) {
+    require_host_cache(ctx);
     const KVCache& c = ctx.kv_cache();
     const int64_t n = c.n_used(), n_layer = ctx.model().hparams().n_layer;
     if (n_tokens != n)
@@ -132,6 +141,7 @@ std::vector<uint8_t> save_state(const Context& ctx, const int32_t* tokens, int64
 }
 
 CheckedState check_state(const Context& ctx, const uint8_t* data, size_t size) {
+    require_host_cache(ctx);
     // 1. Framing: nothing below trusts a field before the checksum over the whole file holds.
     if (size < kStateHeaderBytes + kDigest)
         fail("only " + std::to_string(size) + " bytes; a state file has at least " +

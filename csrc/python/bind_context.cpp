@@ -16,7 +16,7 @@ namespace pyllong::python {
 void bind_context(py::module_& m) {
     py::class_<Context>(m, "Context", "A KV cache and scratch space for running one model.")
         .def(py::init([](std::shared_ptr<ModelFile> mf, int64_t n_ctx, int n_threads, int64_t n_batch,
-                         const std::string& kv_type, py::object self_extend) {
+                         const std::string& kv_type, py::object self_extend, int64_t n_gpu_layers) {
             ContextParams p;
             p.kv_type = kv_type_from_name(kv_type);
             if (!self_extend.is_none()) {
@@ -27,6 +27,7 @@ void bind_context(py::module_& m) {
             p.n_threads = n_threads;
             p.n_batch = n_batch;
             const ModelFile& model = *mf;
+            p.n_gpu_layers = n_gpu_layers;
             py::gil_scoped_release nogil;
             try {
                 return std::make_unique<Context>(std::move(mf), p);
@@ -35,7 +36,7 @@ void bind_context(py::module_& m) {
                                   std::to_string(context_bytes(p, model.hparams())) + " bytes; use a smaller n_ctx");
             }
         }), py::arg("model_file"), py::arg("n_ctx") = 4096, py::arg("n_threads") = 0, py::arg("n_batch") = 512,
-            py::arg("kv_type") = "f16", py::arg("self_extend") = py::none())
+            py::arg("kv_type") = "f16", py::arg("self_extend") = py::none(), py::arg("n_gpu_layers") = 0)
         .def("eval", [](Context& c, py::object tokens, bool logits_all) {
             // Range-check in 64 bits first: a forcecast straight to int32 would wrap 2**32 + 5 to 5.
             py::array any = py::array::ensure(tokens);
@@ -68,6 +69,7 @@ void bind_context(py::module_& m) {
         .def_property_readonly("n_ctx", &Context::n_ctx)
         .def_property_readonly("n_vocab", &Context::n_vocab)
         .def_property_readonly("kv_bytes", &Context::kv_bytes)
+        .def_property_readonly("n_gpu_layers", &Context::n_gpu_layers)
         .def_property_readonly("kv_type", [](const Context& c) { return kv_type_name(c.kv_type()); })
         .def_property_readonly("self_extend", [](const Context& c) -> py::object {
             if (!c.self_extend().enabled()) return py::none();
