@@ -14,8 +14,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @pytest.mark.skipif(not hasattr(_core, "Context"), reason="native forward pass not built")
 def test_short_soak():
+    # Under ASan (tools/sanitize.sh sets PYLLONG_SANITIZED) freed memory waits in a quarantine
+    # of up to 256 MB, so RSS grows by design: there the soak looks for reports and errors only.
+    max_growth = "100000" if os.environ.get("PYLLONG_SANITIZED") else "16"
     res = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "soak.py"), "--calls", "600", "--seed", "3",
-                          "--warmup", "100", "--every", "50", "--max-growth-mb", "16"],
+                          "--warmup", "100", "--every", "50", "--max-growth-mb", max_growth],
                          capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
     summary = json.loads(res.stdout.strip().splitlines()[-1])

@@ -53,7 +53,7 @@ if [ $# -eq 0 ]; then
          tests/test_gguf_hardening.py tests/test_gguf_reader.py tests/test_model_api.py tests/test_forward.py \
          tests/test_self_extend.py tests/test_tokenizer_bpe.py tests/test_tokenizer_spm.py tests/test_sampling.py \
          tests/test_pyllong_chat.py tests/test_fuzz.py tests/fuzz/test_fuzz_tokenizer.py tests/fuzz/test_fuzz_state.py \
-         -q -p no:cacheprovider
+         tests/test_soak.py -q -p no:cacheprovider
 fi
 # `pytest`, not `python -m pytest`: the latter puts the checkout (and its unsanitized
 # pyllong/) first on sys.path.
