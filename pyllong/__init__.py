@@ -2,7 +2,7 @@
 import os as _os
 
 from .errors import (ContextOverflowError, ConvertError, DeviceError, Error, GGUFError, InvalidArgumentError,
-                     ModelIOError, PullError)
+                     ModelIOError, OutOfMemoryError, PullError, StateError)
 from ._core import GGUFFile, GGUFStringArray, GGUFTensor, ModelFile
 
 # In a wheel, the repository's models/ folder is installed as pyllong/models; in a source
@@ -19,5 +19,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ChatSession", "Completion", "CompletionStream", "ContextOverflowError", "ConvertError", "Error", "GGUFError", "GGUFFile", "GGUFStringArray", "GGUFTensor",
-    "DeviceError", "InvalidArgumentError", "Llama", "ModelFile", "Model", "ModelIOError", "PullError", "SamplingParams",
+    "DeviceError", "InvalidArgumentError", "Llama", "ModelFile", "Model", "ModelIOError", "OutOfMemoryError", "PullError",
+    "SamplingParams", "StateError",
 ]

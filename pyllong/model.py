@@ -201,6 +201,7 @@ class Model:
         else:
             self._ctx = (_context_factory or _native_context)(*factory_args, **extra)
         self._tokens: list[int] = []           # ids in the KV cache, in order
+        self._mirror_valid = True              # False while _tokens may not be a prefix of the cache
         self._prompt_len = 0                   # length of the current generation's prompt (for n_keep=-1)
         self._active: Optional[CompletionStream] = None
         self.n_evaluated = 0                   # tokens sent to the forward pass, for statistics and tests
@@ -253,6 +254,29 @@ class Model:
                 ids.add(int(toks[0]))
         return frozenset(ids)
 
+    # -- state ----------------------------------------------------------------------------
+
+    def save_state(self, path) -> None:
+        """Write the KV cache in use, its token ids and the sampler's generator to `path`
+        (versioned, checksummed, written atomically). See pyllong/state.py."""
+        from . import state
+        state.save_state(self, path)
+
+    def load_state(self, path) -> None:
+        """Restore a file from save_state. Raises StateError (the Model unchanged) if it is
+        truncated, corrupted, from another model, or does not fit this n_ctx / kv_type / self_extend."""
+        from . import state
+        state.load_state(self, path)
+
+    def state_bytes(self) -> bytes:
+        """save_state's contents as bytes."""
+        from . import state
+        return state.state_bytes(self)
+
+    def load_state_bytes(self, data: bytes) -> None:
+        from . import state
+        state.load_state_bytes(self, data)
+
     # -- the context ----------------------------------------------------------------------
 
     @property
@@ -270,6 +294,11 @@ class Model:
 
     def _sync(self) -> None:
         """Re-align the token mirror with the cache, e.g. after an eval interrupted by Ctrl-C."""
+        if not self._mirror_valid:  # a shift or state load was interrupted: the mirror may not be a prefix
+            self.ctx.reset()
+            self._tokens = []
+            self._mirror_valid = True
+            return
         n = self.ctx.n_past
         if n != len(self._tokens):
             keep = min(n, len(self._tokens))
@@ -286,10 +315,19 @@ class Model:
         if self.n_past + len(tokens) > self.n_ctx:
             raise self._overflow(len(tokens))
         arr = np.asarray(tokens, dtype=np.int32)
-        out = self.ctx.eval(arr, logits_all)
-        self._tokens.extend(int(t) for t in arr)
-        self.n_evaluated += len(arr)
-        return out
+        # One native call per n_batch chunk (the same chunks the native loop would make), so
+        # Ctrl-C lands between chunks of a long prefill instead of after all of it; the mirror
+        # grows chunk by chunk and _sync repairs whatever an interrupt leaves half done.
+        outs = []
+        for start in range(0, len(arr), self.n_batch):
+            chunk = arr[start:start + self.n_batch]
+            last = start + len(chunk) == len(arr)
+            out = self.ctx.eval(chunk, logits_all)
+            self._tokens.extend(chunk.tolist())
+            self.n_evaluated += len(chunk)
+            if logits_all or last:
+                outs.append(out)
+        return outs[0] if len(outs) == 1 else np.concatenate(outs)
 
     def eval(self, tokens: Sequence[int], logits_all: bool = True) -> np.ndarray:
         """Append tokens to the context; return their logits, (n_tokens, n_vocab) float32
@@ -316,8 +354,10 @@ class Model:
             raise ContextOverflowError(
                 f"context shift cannot make room: n_keep={n_keep} of n_ctx={self.n_ctx} leaves nothing to "
                 "discard; use a smaller n_keep or a larger n_ctx")
+        self._mirror_valid = False  # until both halves below are done (an interrupt may fall between)
         self.ctx.shift(n_keep, n_discard)
         del self._tokens[n_keep:n_keep + n_discard]
+        self._mirror_valid = True
 
     def _prefill(self, prompt: list[int]) -> np.ndarray:
         """Bring the cache to exactly `prompt`, evaluating only what is not cached yet;

@@ -49,6 +49,12 @@ void KVCache::load_key(int64_t l, int64_t cell, float* out) const {
 
 void KVCache::store_key(int64_t l, int64_t cell, const float* in) { encode(in, k_row(l, cell)); }
 
+void KVCache::put_rows(int64_t l, int64_t n, const uint8_t* k, const uint8_t* v, const uint8_t* kg) {
+    std::memcpy(k_row(l, 0), k, n * row_bytes_);
+    std::memcpy(v_row(l, 0), v, n * row_bytes_);
+    if (!kg_.empty()) std::memcpy(kg_row(l, 0), kg, n * row_bytes_);
+}
+
 void KVCache::set_positions(int64_t cell, const int32_t* pos, int64_t n) {
     std::copy(pos, pos + n, pos_.begin() + cell);
 }

@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "core/fp16.h"
+#include "model/memory_budget.h"
 #include "ops/norm.h"
 #include "quant/formats.h"
 
@@ -41,6 +42,7 @@ static const ContextParams& validated(const ContextParams& p, const HParams& hp)
     if (p.n_gpu_layers < -1)
         throw InvalidArgument("n_gpu_layers must be -1 (all), 0 (CPU only) or a layer count, got " +
                               std::to_string(p.n_gpu_layers));
+    check_context_memory(p, hp);  // says how many bytes an absurd n_ctx needs instead of dying
     return p;
 }
 

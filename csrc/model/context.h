@@ -39,6 +39,9 @@ public:
     KVType kv_type() const { return cache_.type(); }
     const SelfExtend& self_extend() const { return params_.self_extend; }
     const ModelFile& model() const { return *model_; }
+    // For saving and restoring state (model/state.cpp).
+    const KVCache& kv_cache() const { return cache_; }
+    KVCache& kv_cache() { return cache_; }
 
     void reset() { cache_.set_used(0); }
     void truncate(int64_t n_keep);                 // drop cells >= n_keep

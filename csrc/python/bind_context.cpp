@@ -5,7 +5,9 @@
 
 #include "core/error.h"
 #include "model/context.h"
+#include "model/memory_budget.h"
 #include "python/bindings.h"
+#include "python/busy_guard.h"
 
 namespace py = pybind11;
 
@@ -21,17 +23,36 @@ void bind_context(py::module_& m) {
             p.n_ctx = n_ctx;
             p.n_threads = n_threads;
             p.n_batch = n_batch;
+            const ModelFile& model = *mf;
             p.n_gpu_layers = n_gpu_layers;
             py::gil_scoped_release nogil;
-            return std::make_unique<Context>(std::move(mf), p);
+            try {
+                return std::make_unique<Context>(std::move(mf), p);
+            } catch (const std::bad_alloc&) {  // the budget check passed but the allocator said no
+                throw OutOfMemory("out of memory creating a context of n_ctx " + std::to_string(p.n_ctx) + ": it needs " +
+                                  std::to_string(context_bytes(p, model.hparams())) + " bytes; use a smaller n_ctx");
+            }
         }), py::arg("model_file"), py::arg("n_ctx") = 4096, py::arg("n_threads") = 0, py::arg("n_batch") = 512,
             py::arg("kv_type") = "f16", py::arg("self_extend") = py::none(), py::arg("n_gpu_layers") = 0)
-        .def("eval", [](Context& c, py::array_t<int32_t, py::array::c_style | py::array::forcecast> tokens,
-                        bool logits_all) {
-            if (tokens.ndim() != 1) throw InvalidArgument("tokens must be a 1-D sequence of ids");
-            std::vector<int32_t> ids(tokens.data(), tokens.data() + tokens.size());
+        .def("eval", [](Context& c, py::object tokens, bool logits_all) {
+            // Range-check in 64 bits first: a forcecast straight to int32 would wrap 2**32 + 5 to 5.
+            py::array any = py::array::ensure(tokens);
+            if (!any || any.ndim() != 1) throw InvalidArgument("tokens must be a 1-D sequence of ids");
+            if (any.size() > 0 && any.dtype().kind() != 'i' && any.dtype().kind() != 'u')
+                throw InvalidArgument("tokens must be integer ids, got an array of dtype " +
+                                      std::string(py::str(any.dtype())));
+            auto wide = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(any);
+            std::vector<int32_t> ids(static_cast<size_t>(wide.size()));
+            for (py::ssize_t i = 0; i < wide.size(); ++i) {
+                const int64_t t = wide.data()[i];
+                if (t < 0 || t >= c.n_vocab())
+                    throw InvalidArgument("token id " + std::to_string(t) + " at index " + std::to_string(i) +
+                                          " is outside the vocabulary [0, " + std::to_string(c.n_vocab()) + ")");
+                ids[i] = static_cast<int32_t>(t);
+            }
             std::vector<float> logits;
             {
+                BusyGuard busy(&c);
                 py::gil_scoped_release nogil;
                 logits = c.eval(ids.data(), static_cast<int64_t>(ids.size()), logits_all);
             }
@@ -51,9 +72,16 @@ void bind_context(py::module_& m) {
             if (!c.self_extend().enabled()) return py::none();
             return py::make_tuple(c.self_extend().group, c.self_extend().window);
         })
-        .def("reset", &Context::reset)
-        .def("truncate", [](Context& c, int64_t n) { c.truncate(n); }, py::arg("n_keep"))
+        .def("reset", [](Context& c) {
+            BusyGuard busy(&c);
+            c.reset();
+        })
+        .def("truncate", [](Context& c, int64_t n) {
+            BusyGuard busy(&c);
+            c.truncate(n);
+        }, py::arg("n_keep"))
         .def("shift", [](Context& c, int64_t n_keep, int64_t n_discard) {
+            BusyGuard busy(&c);
             py::gil_scoped_release nogil;
             c.shift(n_keep, n_discard);
         }, py::arg("n_keep"), py::arg("n_discard"));
