@@ -169,6 +169,93 @@ struct Q8Rows {
     }
 };
 
+// Online softmax step (as flash attention): folds scores sc (n,), already scaled, -inf where
+// masked, into a query row's running max m, sum l and unnormalized output acc (hd,). Leaves in
+// sc the weights exp(sc - m) with which the caller adds the value rows to acc. Returns false
+// (and changes nothing) when no score is visible.
+inline bool online_softmax_step(float* sc, int64_t n, float& m, float& l, float* acc, int64_t hd) {
+    float tmax = -INFINITY;
+    for (int64_t j = 0; j < n; ++j) tmax = std::max(tmax, sc[j]);
+    if (tmax == -INFINITY) return false;
+    const float m_new = std::max(m, tmax);
+    const float c = std::exp(m - m_new);  // rescales what was summed so far (0 when nothing was)
+    if (c != 1.0f) {
+        l *= c;
+        for (int64_t d = 0; d < hd; ++d) acc[d] *= c;
+    }
+    m = m_new;
+    l += exp_shifted_sum(sc, n, m_new);
+    return true;
+}
+
+// The kNN memory policy. A memory layer's queries attend to their local window (causal, with
+// RoPE at local positions) and to the memory's unrotated keys (no mask), in ONE softmax: the
+// loops below fold the memory part into each row's running (m, l, acc), which merges the two
+// parts exactly by log-sum-exp. fot: every memory key; knn: each row's top-k keys by q.k.
+struct MemoryPolicy {
+    const KVMemory* mem = nullptr;
+    int64_t slot = -1;  // this layer's memory slot, -1 = not a memory layer
+    bool knn = false;
+    int64_t k = 0;
+
+    int64_t n() const { return slot >= 0 ? mem->size(slot) : 0; }
+    MemoryHead head(int64_t g) const { return mem->head(slot, g); }
+};
+
+MemoryPolicy memory_policy(const AttentionParams& p, int64_t layer) {
+    MemoryPolicy mp;
+    if (!p.memory) return mp;
+    mp.mem = p.memory;
+    mp.slot = p.memory->slot(layer);
+    mp.knn = p.memory->params().mode == MemoryMode::Knn;
+    mp.k = p.memory->params().k;
+    return mp;
+}
+
+inline const uint8_t* f16_row(const uint16_t* base, int64_t j, int64_t hd) {
+    return reinterpret_cast<const uint8_t*>(base + j * hd);
+}
+
+// Memory attention for `group` query rows q (group, hd) that share KV head memory `mh`, one
+// key scan for all rows: scores (group, n) by an exact SIMD dot product over f16 keys; fot
+// folds them all, knn each row's top-k (nth_element, O(n)). ms (group * n) and idx (n) are
+// the caller's scratch.
+void fold_memory_rows(const float* q, int64_t group, const MemoryHead& mh, const MemoryPolicy& mp, int64_t hd,
+                      float scale, float* m, float* l, float* acc, std::vector<float>& ms,
+                      std::vector<int32_t>& idx) {
+    const int64_t n = mh.n;
+    ms.resize(static_cast<size_t>(group * n));  // (group, n) scaled scores, then weights
+    for (int64_t j = 0; j < n; ++j) {
+        const uint8_t* krow = f16_row(mh.keys, j, hd);
+        for (int64_t r = 0; r < group; ++r) ms[r * n + j] = F16Rows::dot(q + r * hd, krow, hd) * scale;
+    }
+    if (!mp.knn) {
+        bool any = false;
+        for (int64_t r = 0; r < group; ++r) any |= online_softmax_step(ms.data() + r * n, n, m[r], l[r], acc + r * hd, hd);
+        if (!any) return;
+        for (int64_t j = 0; j < n; ++j) {
+            const uint8_t* vrow = f16_row(mh.values, j, hd);
+            for (int64_t r = 0; r < group; ++r)
+                if (ms[r * n + j] != 0.0f) F16Rows::axpy(acc + r * hd, ms[r * n + j], vrow, hd);
+        }
+        return;
+    }
+    const int64_t kk = std::min(mp.k, n);
+    idx.resize(static_cast<size_t>(n));  // (n,) memory rows, the first kk of them selected
+    std::vector<float> sel(static_cast<size_t>(kk));  // (kk,) the selected rows' scores, then weights
+    for (int64_t r = 0; r < group; ++r) {
+        const float* s = ms.data() + r * n;
+        for (int64_t j = 0; j < n; ++j) idx[j] = static_cast<int32_t>(j);
+        if (kk < n)
+            std::nth_element(idx.begin(), idx.begin() + (kk - 1), idx.end(),
+                             [s](int32_t a, int32_t b) { return s[a] > s[b] || (s[a] == s[b] && a < b); });
+        for (int64_t i = 0; i < kk; ++i) sel[i] = s[idx[i]];
+        if (!online_softmax_step(sel.data(), kk, m[r], l[r], acc + r * hd, hd)) continue;
+        for (int64_t i = 0; i < kk; ++i)
+            if (sel[i] != 0.0f) F16Rows::axpy(acc + r * hd, sel[i], f16_row(mh.values, idx[i], hd), hd);
+    }
+}
+
 // Work items are (token, kv head): the `group` query heads that share a kv head are
 // scored together, so each cached key and value row is read once per token, not once
 // per query head (GQA decode at depth is bound by reading the cache).
@@ -179,9 +266,12 @@ void attend(const float* q, const float* q_group, const int32_t* q_pos, int64_t 
     const int32_t* k_pos = cache.positions();
     const SelfExtend& se = p.self_extend;
     const int64_t n_items = n_tok * p.n_head_kv;
+    const MemoryPolicy mp = memory_policy(p, layer);
     pool.run(n_threads, [&](int ith, int nth) {
         std::vector<float> scores(static_cast<size_t>(group * n_kv));  // (group, n_kv)
-        std::vector<float> mx(static_cast<size_t>(group)), inv(static_cast<size_t>(group));
+        std::vector<float> mx(static_cast<size_t>(group)), sum(static_cast<size_t>(group));  // (group,) softmax state
+        std::vector<float> mem_scores;  // (group, n_mem)
+        std::vector<int32_t> mem_idx;   // (n_mem,)
         for (int64_t item = ith; item < n_items; item += nth) {
             const int64_t t = item / p.n_head_kv, g = item % p.n_head_kv;
             const int64_t h0 = g * group;  // first query head of this kv head
@@ -208,16 +298,20 @@ void attend(const float* q, const float* q_group, const int32_t* q_pos, int64_t 
                 }
             }
             std::fill(o, o + group * hd, 0.0f);
-            for (int64_t r = 0; r < group; ++r) {
-                if (mx[r] == -INFINITY) { inv[r] = 0; continue; }  // nothing visible (not for causal self-attention)
-                inv[r] = 1.0f / exp_shifted_sum(scores.data() + r * n_kv, n_kv, mx[r]);
-            }
+            for (int64_t r = 0; r < group; ++r)  // nothing visible gives 0 (not for causal self-attention)
+                sum[r] = mx[r] == -INFINITY ? 0.0f : exp_shifted_sum(scores.data() + r * n_kv, n_kv, mx[r]);
             for (int64_t j = 0; j < n_kv; ++j) {
                 const uint8_t* vrow = Rows::at(cache.v_row(layer, j), g * hd);
                 for (int64_t r = 0; r < group; ++r) {
                     const float w = scores[r * n_kv + j];
-                    if (w != 0.0f) Rows::axpy(o + r * hd, w * inv[r], vrow, hd);
+                    if (w != 0.0f) Rows::axpy(o + r * hd, w, vrow, hd);
                 }
+            }
+            if (mp.n() > 0)
+                fold_memory_rows(qh, group, mp.head(g), mp, hd, p.scale, mx.data(), sum.data(), o, mem_scores, mem_idx);
+            for (int64_t r = 0; r < group; ++r) {
+                const float inv = sum[r] > 0 ? 1.0f / sum[r] : 0.0f;
+                for (int64_t d = 0; d < hd; ++d) o[r * hd + d] *= inv;
             }
         }
     });
@@ -307,7 +401,10 @@ void attend_tiled(const float* q, const float* q_group, const int32_t* q_pos, in
     const int64_t n_rows = n_tok * group, n_blocks = (n_rows + kRowBlock - 1) / kRowBlock;
     const int32_t* k_pos = cache.positions();
     const SelfExtend& se = p.self_extend;
+    const MemoryPolicy mp = memory_policy(p, layer);
     pool.run(n_threads, [&](int ith, int nth) {
+        std::vector<float> mem_scores;  // (n_mem,) knn: one row's memory scores
+        std::vector<int32_t> mem_idx;   // (n_mem,)
         std::vector<float> kt(static_cast<size_t>(hd * kTileKeys));   // (hd, kTileKeys) keys, transposed
         std::vector<float> kgt(se.enabled() ? kt.size() : 0);          // (hd, kTileKeys) grouped keys
         std::vector<float> vt(static_cast<size_t>(kTileKeys * hd));   // (kTileKeys, hd) values
@@ -346,26 +443,37 @@ void attend_tiled(const float* q, const float* q_group, const int32_t* q_pos, in
                     if (row_grouped) {
                         tile_scores(q_group + (t * p.n_head + h) * hd, kgt.data(), hd, kTileKeys, sg);
                     }
-                    float tmax = -INFINITY;
                     for (int64_t jj = 0; jj < nk; ++jj) {
                         const int32_t pk = k_pos[j0 + jj];
                         const bool visible = pk <= pq && (p.sliding_window == 0 || pq - pk < p.sliding_window);
                         const float s = row_grouped && se.grouped(pq, pk) ? sg[jj] : sc[jj];
                         sc[jj] = visible ? s * p.scale : -INFINITY;
-                        tmax = std::max(tmax, sc[jj]);
                     }
-                    if (tmax == -INFINITY) continue;
-                    const float m_new = std::max(m[r], tmax);
-                    const float c = std::exp(m[r] - m_new);  // rescales what was summed so far
                     float* a = acc.data() + r * hd;
-                    if (c != 1.0f) {
-                        l[r] *= c;
-                        for (int64_t d = 0; d < hd; ++d) a[d] *= c;
-                    }
-                    m[r] = m_new;
-                    l[r] += exp_shifted_sum(sc, nk, m_new);
-                    tile_accumulate(a, sc, vt.data(), hd, nk);
+                    if (online_softmax_step(sc, nk, m[r], l[r], a, hd)) tile_accumulate(a, sc, vt.data(), hd, nk);
                 }
+            }
+            // Memory (no mask, no rotation): fot folds it as more tiles; knn scans per row.
+            const MemoryHead mh = mp.n() > 0 ? mp.head(g) : MemoryHead{};
+            for (int64_t j0 = 0; !mp.knn && j0 < mh.n; j0 += kTileKeys) {
+                const int64_t nk = std::min(kTileKeys, mh.n - j0);
+                for (int64_t jj = 0; jj < nk; ++jj) {
+                    F16Rows::load(f16_row(mh.keys, j0 + jj, hd), row.data(), hd);
+                    for (int64_t d = 0; d < hd; ++d) kt[d * kTileKeys + jj] = row[d];
+                    F16Rows::load(f16_row(mh.values, j0 + jj, hd), vt.data() + jj * hd, hd);
+                }
+                for (int64_t r = 0; r < nr; ++r) {
+                    const int64_t t = (r0 + r) / group, h = g * group + (r0 + r) % group;
+                    tile_scores(q + (t * p.n_head + h) * hd, kt.data(), hd, kTileKeys, sc);
+                    for (int64_t jj = 0; jj < nk; ++jj) sc[jj] *= p.scale;
+                    float* a = acc.data() + r * hd;
+                    if (online_softmax_step(sc, nk, m[r], l[r], a, hd)) tile_accumulate(a, sc, vt.data(), hd, nk);
+                }
+            }
+            for (int64_t r = 0; mp.knn && mh.n > 0 && r < nr; ++r) {
+                const int64_t t = (r0 + r) / group, h = g * group + (r0 + r) % group;
+                fold_memory_rows(q + (t * p.n_head + h) * hd, 1, mh, mp, hd, p.scale, m + r, l + r,
+                                 acc.data() + r * hd, mem_scores, mem_idx);
             }
             for (int64_t r = 0; r < nr; ++r) {
                 const int64_t t = (r0 + r) / group, h = g * group + (r0 + r) % group;

@@ -7,6 +7,7 @@
 #include "attention/kv_cache.h"
 #include "attention/self_extend.h"
 #include "core/thread_pool.h"
+#include "memory/kv_memory.h"
 #include "ops/rope.h"
 
 namespace pyllong {
@@ -16,6 +17,9 @@ struct AttentionParams {
     int64_t sliding_window = 0;  // 0 = full causal attention
     float scale = 1.0f;          // 1/sqrt(head_dim)
     SelfExtend self_extend;      // off unless window > 0 (the cache then holds grouped keys)
+    // kNN memory: the memory layers' queries also attend to these keys, in the same softmax
+    // (see memory/kv_memory.h). Null = no memory.
+    const KVMemory* memory = nullptr;
 };
 
 // q: (n_tok, n_head * head_dim) rotated queries at positions q_pos (n_tok,); q_group: the
