@@ -1,7 +1,7 @@
 """pyllong: local inference for quantized GGUF models with native long context."""
 import os as _os
 
-from .errors import (ContextOverflowError, Error, GGUFError, InvalidArgumentError, ModelIOError,
+from .errors import (ContextOverflowError, Error, GGUFError, InvalidArgumentError, MemoryFileError, ModelIOError,
                      PullError)
 from ._core import GGUFFile, GGUFStringArray, GGUFTensor, ModelFile
 
@@ -11,6 +11,7 @@ if not _os.path.isdir(_os.path.join(_os.path.dirname(__file__), "models")):
     __path__.append(_os.path.dirname(_os.path.dirname(_os.path.abspath(__file__))))  # noqa: F821
 
 from .llama_compat import Llama  # noqa: E402
+from .memory import Memory  # noqa: E402
 from .model import Completion, CompletionStream, Model  # noqa: E402
 from .sampling import SamplingParams  # noqa: E402
 from .session import ChatSession  # noqa: E402
@@ -19,5 +20,5 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ChatSession", "Completion", "CompletionStream", "ContextOverflowError", "Error", "GGUFError", "GGUFFile", "GGUFStringArray", "GGUFTensor",
-    "InvalidArgumentError", "Llama", "ModelFile", "Model", "ModelIOError", "PullError", "SamplingParams",
+    "InvalidArgumentError", "Llama", "Memory", "MemoryFileError", "ModelFile", "Model", "ModelIOError", "PullError", "SamplingParams",
 ]

@@ -23,3 +23,7 @@ class ModelIOError(Error, OSError):
 
 class PullError(Error, RuntimeError):
     """A model could not be downloaded or verified."""
+
+
+class MemoryFileError(Error, ValueError):
+    """A saved kNN memory file is not one, is corrupted or truncated, or was made for another model."""
