@@ -202,3 +202,21 @@ def test_memory_true_defaults_and_option_errors(path):
         pyllong.Model(path, memory=True, self_extend=(2, 8))
     with pytest.raises(pyllong.InvalidArgumentError, match="attached"):
         Memory().add_document("text")
+
+
+def test_cli_memory_doc_save_load(path, tmp_path, capsys):
+    from pyllong.cli import main
+
+    doc, saved = tmp_path / "doc.txt", tmp_path / "doc.pmem"
+    doc.write_text("the quick brown fox jumps over the lazy dog. " * 30, encoding="utf-8")
+    common = ["generate", "-m", path, "-c", "32", "-t", "1", "-p", "question:", "-n", "6", "--temp", "0", "--no-stream"]
+    assert main(common + ["--memory-layers", "0,1", "--memory-doc", str(doc), "--memory-save", str(saved)]) == 0
+    first = capsys.readouterr()
+    assert "[memory: read" in first.err and saved.exists()
+    assert main(common + ["--memory-load", str(saved)]) == 0
+    assert capsys.readouterr().out == first.out          # the loaded memory answers alike
+    assert main(common) == 0                             # without the memory: another answer
+    assert capsys.readouterr().out != first.out
+    saved.write_bytes(saved.read_bytes()[:-1])
+    assert main(common + ["--memory-load", str(saved)]) == 1
+    assert "corrupted or truncated" in capsys.readouterr().err
