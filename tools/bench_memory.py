@@ -1,0 +1,65 @@
+"""Decode speed and bytes of the kNN memory as it grows (issue 7).
+
+The memory is filled with random f16 rows (the exact scan's cost does not depend on their
+values), then decode steps are timed: tokens/s for dense `fot` and exact `knn` at each size.
+
+    PYTHONPATH=. python tools/bench_memory.py --sizes 16k,64k,256k --threads 2
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+import pyllong
+from pyllong import _core
+
+
+def _size(s: str) -> int:
+    s = s.strip().lower()
+    return int(s[:-1]) * 1024 if s.endswith("k") else int(s)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--model", default="smollm2")
+    p.add_argument("--sizes", default="16k,64k,256k")
+    p.add_argument("--modes", default="none,fot,knn")
+    p.add_argument("--k", type=int, default=64)
+    p.add_argument("--layers", default=None, help="memory layers (default: Memory's)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--steps", type=int, default=16)
+    a = p.parse_args()
+    from pyllong.hub import resolve
+    from pyllong.memory import default_layers
+
+    path = str(resolve(a.model, quiet=True))
+    mf = _core.ModelFile(path)
+    hp = mf.hparams
+    layers = [int(x) for x in a.layers.split(",")] if a.layers else default_layers(int(hp["n_layer"]))
+    kv_dim = int(hp["n_head_kv"]) * int(hp["head_dim"])
+    rng = np.random.default_rng(0)
+    print(f"model {path}\nmemory layers {layers}, kv_dim {kv_dim}, {a.threads} threads, {a.steps} decode steps")
+    print(f"{'memory tokens':>14} {'mode':>5} {'tok/s':>8} {'memory MB':>10}")
+    for n in [_size(s) for s in a.sizes.split(",")]:
+        rows = (rng.standard_normal((n, kv_dim)) * 0.5).astype(np.float16).view(np.uint16)
+        for mode in a.modes.split(","):
+            W = 512
+            mem = None if mode == "none" else dict(layers=layers, window=W, last_context_length=W // 2,
+                                                    mode=mode, k=a.k, cap=0)
+            ctx = _core.Context(mf, n_ctx=W, n_threads=a.threads, n_batch=512, memory=mem)
+            if mem:
+                for slot in range(len(layers)):
+                    ctx.memory.append_f16(slot, rows, rows)
+            ctx.eval(np.arange(100, 164, dtype=np.int32), False)  # a little local context
+            t0 = time.perf_counter()
+            for i in range(a.steps):
+                ctx.eval(np.array([200 + i], dtype=np.int32), False)
+            dt = time.perf_counter() - t0
+            mb = ctx.memory.bytes / 2**20 if mem else 0.0
+            print(f"{n:>14} {mode:>5} {a.steps / dt:>8.1f} {mb:>10.1f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
