@@ -66,12 +66,15 @@ class Memory:
     memory keys per KV head, exact scan). k: keys per query in knn mode. dtype: "f16".
     cap: most tokens kept in memory, oldest dropped first (None = unbounded).
     window: W, the local window (default: the Model's n_ctx). last_context_length: tokens of a
-    long input kept in the window (default: W // 2).
+    long input kept in the window (default: W // 2). index: "exact" (scan every key) or "ivf"
+    (knn only: an approximate inverted-file index, trained once a head holds ivf_min keys,
+    each query scanning its n_probe nearest lists).
     """
 
     def __init__(self, layers: Optional[Sequence[int]] = None, mode: str = "fot", k: int = 64, dtype: str = "f16",
                  cap: Optional[int] = None, window: Optional[int] = None,
-                 last_context_length: Optional[int] = None):
+                 last_context_length: Optional[int] = None, index: str = "exact", n_probe: int = 8,
+                 ivf_min: int = 4096):
         if mode not in MODES:
             raise InvalidArgumentError(f"Memory: mode must be one of {', '.join(MODES)}, got {mode!r}")
         if dtype not in DTYPES:
@@ -79,6 +82,11 @@ class Memory:
         self.layers = None if layers is None else sorted({_int_option("layer", l, 0) for l in layers})
         if self.layers is not None and not self.layers:
             raise InvalidArgumentError("Memory: layers is empty; give at least one layer, or None for the default")
+        if index not in ("exact", "ivf"):
+            raise InvalidArgumentError(f"Memory: index must be 'exact' or 'ivf', got {index!r}")
+        if index == "ivf" and mode != "knn":
+            raise InvalidArgumentError("Memory: index='ivf' searches top-k keys; use it with mode='knn'")
+        self.index, self.n_probe, self.ivf_min = index, _int_option("n_probe", n_probe, 1), _int_option("ivf_min", ivf_min, 1)
         self.mode, self.dtype = mode, dtype
         self.k = _int_option("k", k, 1)
         self.cap = None if cap is None else _int_option("cap", cap, 1)
@@ -105,7 +113,8 @@ class Memory:
             raise InvalidArgumentError(f"Memory: last_context_length ({self.last_context_length}) must not exceed "
                                        f"the window ({self.window})")
         return dict(layers=list(self.layers), window=self.window, last_context_length=self.last_context_length,
-                    mode=self.mode, k=self.k, cap=self.cap or 0)
+                    mode=self.mode, k=self.k, cap=self.cap or 0, ivf=self.index == "ivf", n_probe=self.n_probe,
+                    ivf_min=self.ivf_min)
 
     def _attach(self, model) -> None:
         """Called by Model once its context exists: load detached content into it."""
@@ -166,7 +175,8 @@ class Memory:
     def snapshot(self) -> "Memory":
         """A detached copy of the documents in memory (what every new conversation starts from;
         not the conversation): give it to another Model to fork, or to restore() later."""
-        snap = Memory(self.layers, self.mode, self.k, self.dtype, self.cap, self.window, self.last_context_length)
+        snap = Memory(self.layers, self.mode, self.k, self.dtype, self.cap, self.window, self.last_context_length,
+                      self.index, self.n_probe, self.ivf_min)
         snap._state = self._model._memory_base_state() if self._model is not None else self._state
         snap._file_model = None if self._model is not None else self._file_model
         if self._model is not None:
@@ -199,7 +209,7 @@ class Memory:
     def stats(self) -> dict:
         """tokens, bytes (total and per memory layer), evicted tokens, options."""
         out = dict(layers=self.layers, mode=self.mode, k=self.k, dtype=self.dtype, cap=self.cap, window=self.window,
-                   last_context_length=self.last_context_length, tokens=self.tokens)
+                   last_context_length=self.last_context_length, index=self.index, tokens=self.tokens)
         if self._model is not None:
             n = self._native
             out.update(bytes=n.bytes, evicted=n.evicted, local_tokens=self._model.ctx.n_past,
@@ -225,7 +235,8 @@ class Memory:
         rows = [base.export(slot) for slot in range(len(self.layers))]
         header = dict(model=model_fingerprint(model.path), dims=_model_dims(model), dtype=self.dtype,
                       layers=self.layers, tokens=int(base.size), mode=self.mode, k=self.k, cap=self.cap,
-                      window=self.window, last_context_length=self.last_context_length)
+                      window=self.window, last_context_length=self.last_context_length, index=self.index,
+                      n_probe=self.n_probe, ivf_min=self.ivf_min)
         hjson = json.dumps(header, sort_keys=True).encode()
         h = hashlib.sha256()
         path = os.fspath(path)
@@ -280,8 +291,11 @@ class Memory:
         per = n * kv_dim
         rows = [(payload[(2 * s) * per:(2 * s + 1) * per].reshape(n, kv_dim),
                  payload[(2 * s + 1) * per:(2 * s + 2) * per].reshape(n, kv_dim)) for s in range(len(layers))]
-        m = cls(layers, mode or header["mode"], k or header["k"], header["dtype"],
-                cap if cap is not None else header["cap"], header["window"], header["last_context_length"])
+        mode = mode or header["mode"]
+        m = cls(layers, mode, k or header["k"], header["dtype"], cap if cap is not None else header["cap"],
+                header["window"], header["last_context_length"],
+                header.get("index", "exact") if mode == "knn" else "exact", header.get("n_probe", 8),
+                header.get("ivf_min", 4096))
         m._state = dict(rows=rows, tokens=n)
         m._file_model = (header["model"], dims)
         return m

@@ -170,3 +170,70 @@ def test_memory_options_are_checked():
     ctx.eval(_tokens(10, 0), False)
     with pytest.raises(pyllong.InvalidArgumentError, match="kNN memory"):
         ctx.shift(1, 2)
+
+
+# --- the approximate index (IVF) -----------------------------------------------------------
+
+def _clustered(n, D, n_clusters, seed):
+    """Keys around n_clusters centres (real keys cluster too), f16-representable."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((n_clusters, D)) * 2.0
+    x = centres[rng.integers(0, n_clusters, n)] + rng.standard_normal((n, D)) * 0.7
+    return x.astype(np.float16)
+
+
+def _memory_ctx(rows, D, n_probe, ivf_min, cap=0):
+    """A Context over a 1-KV-head model shape whose memory holds `rows` (n, D) as keys."""
+    path = syn.cached_model(**syn.preset_params("tiny-llama-bpe", n_head=2, n_head_kv=1, head_dim=D))
+    mem = dict(layers=[0], window=16, last_context_length=8, mode="knn", k=32, cap=cap, ivf=True, n_probe=n_probe,
+               ivf_min=ivf_min)
+    ctx = _core.Context(_core.ModelFile(path), n_ctx=16, n_threads=1, memory=mem)
+    u = rows.view(np.uint16)
+    for s in range(0, len(u), 1000):  # grows in steps, as flushes do: trained, then incremental
+        ctx.memory.append_f16(0, u[s:s + 1000], u[s:s + 1000])
+    return ctx
+
+
+def _recall(ctx, queries, k):
+    hits = 0
+    for q in queries:
+        exact = set(ctx.memory.search(0, 0, q, k, approximate=False))
+        hits += len(exact & set(ctx.memory.search(0, 0, q, k, approximate=True)))
+    return hits / (k * len(queries))
+
+
+def test_ivf_recall_against_exact_top_k():
+    D = 64
+    rows = _clustered(12_000, D, 200, seed=1)
+    queries = _clustered(50, D, 200, seed=1)[:, :].astype(np.float32)  # same centres as the keys
+    ctx = _memory_ctx(rows, D, n_probe=8, ivf_min=4000)
+    n_list = ctx.memory.index_lists(0, 0)
+    assert n_list == int(np.sqrt(4000))  # trained at 4000 rows; 8000 more joined incrementally
+    assert _recall(ctx, queries, 32) >= 0.9
+    everything = _memory_ctx(rows, D, n_probe=n_list, ivf_min=4000)
+    assert _recall(everything, queries, 32) == 1.0  # probing every list is the exact scan
+
+
+def test_ivf_follows_eviction_and_truncation():
+    D = 32
+    rows = _clustered(6000, D, 50, seed=2)
+    ctx = _memory_ctx(rows, D, n_probe=1000, ivf_min=2000, cap=5000)
+    assert ctx.memory.size == 5000 and ctx.memory.evicted == 1000
+    q = rows[-1].astype(np.float32)
+    got = ctx.memory.search(0, 0, q, 10, approximate=True)
+    assert got == ctx.memory.search(0, 0, q, 10, approximate=False) and max(got) < 5000
+    ctx.memory.truncate(3000)
+    got = ctx.memory.search(0, 0, q, 10, approximate=True)
+    assert got == ctx.memory.search(0, 0, q, 10, approximate=False) and max(got) < 3000
+
+
+@pytest.mark.parametrize("chunk", [1 << 30, 1])
+def test_ivf_probing_every_list_equals_exact_knn_in_attention(chunk):
+    q, k, v, mk, mv = _arrays(20, 600, 4, 2, 32, seed=5)
+    exact = _core.attention_probe(q, k, v, 32, 10000.0, False, chunk, None, "f16", 2, (mk, mv, "knn", 16))
+    ivf_all = _core.attention_probe(q, k, v, 32, 10000.0, False, chunk, None, "f16", 2,
+                                    (mk, mv, "knn", 16, (10_000, 100)))
+    np.testing.assert_allclose(ivf_all, exact, atol=1e-6, rtol=0)
+    ivf_few = _core.attention_probe(q, k, v, 32, 10000.0, False, chunk, None, "f16", 2,
+                                    (mk, mv, "knn", 16, (1, 100)))
+    assert np.abs(ivf_few - exact).max() > 1e-4  # one list of 24: approximate, and it shows

@@ -196,7 +196,7 @@ struct MemoryPolicy {
     const KVMemory* mem = nullptr;
     int64_t slot = -1;  // this layer's memory slot, -1 = not a memory layer
     bool knn = false;
-    int64_t k = 0;
+    int64_t k = 0, n_probe = 0;
 
     int64_t n() const { return slot >= 0 ? mem->size(slot) : 0; }
     MemoryHead head(int64_t g) const { return mem->head(slot, g); }
@@ -209,6 +209,7 @@ MemoryPolicy memory_policy(const AttentionParams& p, int64_t layer) {
     mp.slot = p.memory->slot(layer);
     mp.knn = p.memory->params().mode == MemoryMode::Knn;
     mp.k = p.memory->params().k;
+    mp.n_probe = p.memory->params().n_probe;
     return mp;
 }
 
@@ -216,16 +217,18 @@ inline const uint8_t* f16_row(const uint16_t* base, int64_t j, int64_t hd) {
     return reinterpret_cast<const uint8_t*>(base + j * hd);
 }
 
-// Memory attention for `group` query rows q (group, hd) that share KV head memory `mh`, one
-// key scan for all rows: scores (group, n) by an exact SIMD dot product over f16 keys; fot
-// folds them all, knn each row's top-k (nth_element, O(n)). ms (group * n) and idx (n) are
-// the caller's scratch.
+// Memory attention for `group` query rows q (group, hd) that share KV head memory `mh`.
+// fot: one key scan for all rows, scores (group, n) by an exact SIMD dot product over f16
+// keys, all folded in. knn: each row's top-k (nth_element, O(n)) among its candidates: every
+// row (exact scan), or with a trained IVF index the rows of its n_probe nearest lists. ms
+// (group * n), idx and cand (n) are the caller's scratch.
 void fold_memory_rows(const float* q, int64_t group, const MemoryHead& mh, const MemoryPolicy& mp, int64_t hd,
                       float scale, float* m, float* l, float* acc, std::vector<float>& ms,
                       std::vector<int32_t>& idx) {
     const int64_t n = mh.n;
-    ms.resize(static_cast<size_t>(group * n));  // (group, n) scaled scores, then weights
-    for (int64_t j = 0; j < n; ++j) {
+    const bool ivf = mp.knn && mh.index && mh.index->trained();
+    ms.resize(static_cast<size_t>(ivf ? n : group * n));  // (group, n) scaled scores, then weights
+    for (int64_t j = 0; !ivf && j < n; ++j) {
         const uint8_t* krow = f16_row(mh.keys, j, hd);
         for (int64_t r = 0; r < group; ++r) ms[r * n + j] = F16Rows::dot(q + r * hd, krow, hd) * scale;
     }
@@ -240,19 +243,37 @@ void fold_memory_rows(const float* q, int64_t group, const MemoryHead& mh, const
         }
         return;
     }
-    const int64_t kk = std::min(mp.k, n);
-    idx.resize(static_cast<size_t>(n));  // (n,) memory rows, the first kk of them selected
-    std::vector<float> sel(static_cast<size_t>(kk));  // (kk,) the selected rows' scores, then weights
+    std::vector<int64_t> probed;  // IVF: absolute ids of the probed lists' rows
     for (int64_t r = 0; r < group; ++r) {
-        const float* s = ms.data() + r * n;
-        for (int64_t j = 0; j < n; ++j) idx[j] = static_cast<int32_t>(j);
-        if (kk < n)
-            std::nth_element(idx.begin(), idx.begin() + (kk - 1), idx.end(),
+        const float* qr = q + r * hd;
+        const float* s = ms.data() + (ivf ? 0 : r * n);  // (n,) this row's scores by memory row
+        int64_t nc = n;                                   // candidates: idx[0, nc)
+        idx.resize(static_cast<size_t>(n));
+        if (ivf) {
+            probed.clear();
+            mh.index->probe(qr, mp.n_probe, probed);
+            nc = static_cast<int64_t>(probed.size());
+            for (int64_t i = 0; i < nc; ++i) {
+                const int64_t j = probed[i] - mh.base;
+                idx[i] = static_cast<int32_t>(j);
+                ms[j] = F16Rows::dot(qr, f16_row(mh.keys, j, hd), hd) * scale;
+            }
+        } else {
+            for (int64_t j = 0; j < n; ++j) idx[j] = static_cast<int32_t>(j);
+        }
+        const int64_t kk = std::min(mp.k, nc);
+        if (kk == 0) continue;
+        if (kk < nc)
+            std::nth_element(idx.begin(), idx.begin() + (kk - 1), idx.begin() + nc,
                              [s](int32_t a, int32_t b) { return s[a] > s[b] || (s[a] == s[b] && a < b); });
-        for (int64_t i = 0; i < kk; ++i) sel[i] = s[idx[i]];
-        if (!online_softmax_step(sel.data(), kk, m[r], l[r], acc + r * hd, hd)) continue;
-        for (int64_t i = 0; i < kk; ++i)
-            if (sel[i] != 0.0f) F16Rows::axpy(acc + r * hd, sel[i], f16_row(mh.values, idx[i], hd), hd);
+        float sel[256];  // the selected rows' scores, then weights (k <= 256 in one pass)
+        for (int64_t i0 = 0; i0 < kk; i0 += 256) {  // several passes merge exactly, as tiles do
+            const int64_t nb = std::min<int64_t>(256, kk - i0);
+            for (int64_t i = 0; i < nb; ++i) sel[i] = s[idx[i0 + i]];
+            if (!online_softmax_step(sel, nb, m[r], l[r], acc + r * hd, hd)) continue;
+            for (int64_t i = 0; i < nb; ++i)
+                if (sel[i] != 0.0f) F16Rows::axpy(acc + r * hd, sel[i], f16_row(mh.values, idx[i0 + i], hd), hd);
+        }
     }
 }
 

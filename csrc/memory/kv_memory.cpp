@@ -36,7 +36,11 @@ KVMemory::KVMemory(const MemoryParams& params, int64_t n_layer, int64_t n_head_k
     if (p.mode == MemoryMode::Knn && p.k < 1)
         throw InvalidArgument("memory: knn mode needs k >= 1 keys per query, got " + std::to_string(p.k));
     if (p.cap < 0) throw InvalidArgument("memory: cap must be >= 0 tokens (0 = unbounded), got " + std::to_string(p.cap));
+    if (p.ivf && (p.mode != MemoryMode::Knn || p.n_probe < 1 || p.ivf_min < 1))
+        throw InvalidArgument("memory: the IVF index needs knn mode, n_probe >= 1 and ivf_min >= 1");
     n_.assign(p.layers.size(), 0);
+    base_.assign(p.layers.size(), 0);
+    if (p.ivf) index_.assign(p.layers.size() * n_head_kv, IvfIndex(head_dim));
     keys_.resize(p.layers.size() * n_head_kv);
     values_.resize(p.layers.size() * n_head_kv);
 }
@@ -49,7 +53,7 @@ int64_t KVMemory::bytes() const {
 
 MemoryHead KVMemory::head(int64_t slot, int64_t h) const {
     const size_t i = static_cast<size_t>(slot * n_head_kv_ + h);
-    return MemoryHead{keys_[i].data(), values_[i].data(), n_[slot]};
+    return MemoryHead{keys_[i].data(), values_[i].data(), n_[slot], index_.empty() ? nullptr : &index_[i], base_[slot]};
 }
 
 void KVMemory::append(int64_t slot, const float* k, const float* v, int64_t n) {
@@ -64,7 +68,7 @@ void KVMemory::append(int64_t slot, const float* k, const float* v, int64_t n) {
             }
     }
     n_[slot] += n;
-    evict_over_cap(slot);
+    appended(slot, n);
 }
 
 void KVMemory::append_f16(int64_t slot, const uint16_t* k, const uint16_t* v, int64_t n) {
@@ -78,7 +82,7 @@ void KVMemory::append_f16(int64_t slot, const uint16_t* k, const uint16_t* v, in
         }
     }
     n_[slot] += n;
-    evict_over_cap(slot);
+    appended(slot, n);
 }
 
 void KVMemory::export_f16(int64_t slot, std::vector<uint16_t>& k, std::vector<uint16_t>& v) const {
@@ -95,9 +99,20 @@ void KVMemory::export_f16(int64_t slot, std::vector<uint16_t>& k, std::vector<ui
     }
 }
 
-// FIFO: the oldest rows go first. Erasing from the front moves the rest (O(n) per flush,
-// once per window of W tokens, so a small share of the forward passes that filled it).
-void KVMemory::evict_over_cap(int64_t slot) {
+// The index follows the rows: trained when a head reaches ivf_min rows, retrained when it
+// has grown 4x since, else the new rows join their lists. Then the cap, FIFO: the oldest rows
+// go first. Erasing from the front moves the rest (O(n) per flush, once per window of W
+// tokens, so a small share of the forward passes that filled it).
+void KVMemory::appended(int64_t slot, int64_t n_new) {
+    for (int64_t h = 0; h < static_cast<int64_t>(index_.empty() ? 0 : n_head_kv_); ++h) {
+        IvfIndex& ix = index_[slot * n_head_kv_ + h];
+        const uint16_t* keys = keys_[slot * n_head_kv_ + h].data();
+        const int64_t n = n_[slot];
+        if ((!ix.trained() && n >= params_.ivf_min) || (ix.trained() && n >= 4 * ix.trained_at()))
+            ix.train(keys, n, base_[slot]);
+        else if (ix.trained())
+            ix.add(keys + (n - n_new) * head_dim_, n_new, base_[slot] + n - n_new);
+    }
     const int64_t over = params_.cap > 0 ? n_[slot] - params_.cap : 0;
     if (over <= 0) return;
     for (int64_t h = 0; h < n_head_kv_; ++h) {
@@ -107,10 +122,17 @@ void KVMemory::evict_over_cap(int64_t slot) {
         V.erase(V.begin(), V.begin() + over * head_dim_);
     }
     n_[slot] -= over;
+    base_[slot] += over;
+    for (int64_t h = 0; h < static_cast<int64_t>(index_.empty() ? 0 : n_head_kv_); ++h)
+        index_[slot * n_head_kv_ + h].forget_below(base_[slot]);
     if (slot == 0) evicted_ += over;
 }
 
-void KVMemory::clear() { truncate(0); evicted_ = 0; }
+void KVMemory::clear() {
+    truncate(0);
+    evicted_ = 0;
+    for (auto& ix : index_) ix = IvfIndex(head_dim_);
+}
 
 void KVMemory::truncate(int64_t n) {
     for (int64_t s = 0; s < n_slots(); ++s) {
@@ -118,6 +140,7 @@ void KVMemory::truncate(int64_t n) {
         for (int64_t h = 0; h < n_head_kv_; ++h) {
             keys_[s * n_head_kv_ + h].resize(static_cast<size_t>(n * head_dim_));
             values_[s * n_head_kv_ + h].resize(static_cast<size_t>(n * head_dim_));
+            if (!index_.empty()) index_[s * n_head_kv_ + h].forget_from(base_[s] + n);
         }
         n_[s] = n;
     }

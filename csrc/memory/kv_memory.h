@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "memory/ivf_index.h"
+
 namespace pyllong {
 
 enum class MemoryMode { Fot, Knn };  // fot: every memory key; knn: each query's top-k keys
@@ -22,6 +24,11 @@ struct MemoryParams {
     MemoryMode mode = MemoryMode::Fot;
     int64_t k = 0;                    // knn: memory keys per query and KV head
     int64_t cap = 0;                  // most tokens kept per layer; 0 = unbounded
+    // knn: approximate search by an IVF index (ivf_index.h) once a head holds ivf_min rows;
+    // each query scans n_probe lists. Off = the exact scan.
+    bool ivf = false;
+    int64_t n_probe = 8;
+    int64_t ivf_min = 4096;
 
     bool enabled() const { return !layers.empty(); }
 };
@@ -31,6 +38,8 @@ struct MemoryHead {
     const uint16_t* keys = nullptr;    // (n, head_dim) unrotated keys
     const uint16_t* values = nullptr;  // (n, head_dim)
     int64_t n = 0;
+    const IvfIndex* index = nullptr;   // null or untrained = scan all rows
+    int64_t base = 0;                  // the index's id of row 0
 };
 
 class KVMemory {
@@ -65,7 +74,7 @@ public:
     void truncate(int64_t n);  // keep each slot's first n tokens
 
 private:
-    void evict_over_cap(int64_t slot);
+    void appended(int64_t slot, int64_t n);  // index the new rows, then apply the cap
 
     MemoryParams params_;
     int64_t n_head_kv_ = 0, head_dim_ = 0;
@@ -74,6 +83,8 @@ private:
     // keys_[slot * n_head_kv + h]: (n, head_dim) f16; values_ likewise. Per head, so that a
     // head's scan reads one contiguous array.
     std::vector<std::vector<uint16_t>> keys_, values_;
+    std::vector<IvfIndex> index_;   // (n_slots * n_head_kv,) with params_.ivf, else empty
+    std::vector<int64_t> base_;     // (n_slots,) absolute id of each slot's row 0
     int64_t evicted_ = 0;
 };
 

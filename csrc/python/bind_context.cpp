@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "core/fp16.h"
 #include "model/context.h"
 #include "python/bindings.h"
 
@@ -29,6 +30,9 @@ MemoryParams memory_params(const py::object& memory) {
     p.mode = memory_mode_from_name(d["mode"].cast<std::string>());
     p.k = d["k"].cast<int64_t>();
     p.cap = d["cap"].cast<int64_t>();
+    if (d.contains("ivf")) p.ivf = d["ivf"].cast<bool>();
+    if (d.contains("n_probe")) p.n_probe = d["n_probe"].cast<int64_t>();
+    if (d.contains("ivf_min")) p.ivf_min = d["ivf_min"].cast<int64_t>();
     if (p.layers.empty()) throw InvalidArgument("memory: give at least one memory layer");
     return p;
 }
@@ -55,6 +59,36 @@ void bind_memory(py::module_& m) {
             std::copy(v.begin(), v.end(), va.mutable_data());
             return py::make_tuple(ka, va);
         }, py::arg("slot"), "(keys, values) of a slot as raw f16 bits, (n, n_head_kv * head_dim) uint16 each")
+        .def("search", [](const KVMemory& mem, int64_t slot, int64_t head, F32Array q, int64_t k, bool approximate) {
+            // The k memory rows with the highest q . key (descending), by the exact scan or,
+            // when approximate and the head's index is trained, among the probed lists' rows.
+            if (slot < 0 || slot >= mem.n_slots() || head < 0 || head >= mem.n_head_kv() || q.size() != mem.head_dim())
+                throw InvalidArgument("search: slot, head or query size out of range");
+            const MemoryHead mh = mem.head(slot, head);
+            std::vector<int64_t> cand;
+            if (approximate && mh.index && mh.index->trained()) {
+                mh.index->probe(q.data(), mem.params().n_probe, cand);
+                for (auto& c : cand) c -= mh.base;
+            } else {
+                cand.resize(static_cast<size_t>(mh.n));
+                for (int64_t j = 0; j < mh.n; ++j) cand[j] = j;
+            }
+            std::vector<std::pair<float, int64_t>> sc;
+            for (int64_t j : cand) {
+                float s = 0;
+                for (int64_t d = 0; d < mem.head_dim(); ++d) s += q.data()[d] * fp16_to_fp32(mh.keys[j * mem.head_dim() + d]);
+                sc.emplace_back(-s, j);
+            }
+            const size_t kk = std::min<size_t>(static_cast<size_t>(std::max<int64_t>(k, 0)), sc.size());
+            std::partial_sort(sc.begin(), sc.begin() + kk, sc.end());
+            std::vector<int64_t> out;
+            for (size_t i = 0; i < kk; ++i) out.push_back(sc[i].second);
+            return out;
+        }, py::arg("slot"), py::arg("head"), py::arg("q"), py::arg("k"), py::arg("approximate") = true)
+        .def("index_lists", [](const KVMemory& mem, int64_t slot, int64_t head) {
+            const MemoryHead mh = mem.head(slot, head);
+            return mh.index && mh.index->trained() ? mh.index->n_list() : 0;
+        }, py::arg("slot"), py::arg("head"), "IVF lists of a head's index (0: not trained, the exact scan answers)")
         .def("append_f16", [](KVMemory& mem, int64_t slot, U16Array k, U16Array v) {
             const int64_t kv_dim = mem.n_head_kv() * mem.head_dim();
             if (slot < 0 || slot >= mem.n_slots()) throw InvalidArgument("memory slot out of range");
@@ -185,6 +219,12 @@ void bind_context(py::module_& m) {
             mp.window = mp.last_context_length = std::max<int64_t>(n, 1);
             mp.mode = memory_mode_from_name(t[2].cast<std::string>());
             mp.k = t[3].cast<int64_t>();
+            if (t.size() > 4) {  // (n_probe, ivf_min): the IVF index
+                auto ivf = t[4].cast<std::pair<int64_t, int64_t>>();
+                mp.ivf = true;
+                mp.n_probe = ivf.first;
+                mp.ivf_min = ivf.second;
+            }
             mem = KVMemory(mp, 1, Hkv, D);
             mem.append(0, mk.data(), mv.data(), mk.shape(0));
             p.memory = &mem;
