@@ -89,10 +89,11 @@ def _memory(a):
     if getattr(a, "memory_load", None):
         return Memory.load(a.memory_load, mode=a.memory_mode, k=a.memory_k, cap=a.memory_cap)
     if not getattr(a, "memory", False) and not any(
-            getattr(a, f"memory_{o}", None) for o in ("layers", "mode", "k", "cap", "last", "doc", "save")):
+            getattr(a, f"memory_{o}", None) for o in ("layers", "mode", "k", "cap", "last", "doc", "save", "index")):
         return None
-    return Memory(layers=a.memory_layers, mode=a.memory_mode or "fot", k=a.memory_k or 64, cap=a.memory_cap,
-                  last_context_length=a.memory_last)
+    ivf = a.memory_index == "ivf"
+    return Memory(layers=a.memory_layers, mode=a.memory_mode or ("knn" if ivf else "fot"), k=a.memory_k or 64,
+                  cap=a.memory_cap, last_context_length=a.memory_last, index=a.memory_index or "exact")
 
 
 def _load_model(a, **extra):
@@ -334,6 +335,8 @@ def _add_memory_args(s, documents: bool) -> None:
                    help="memory layers (default: a quarter, half and three quarters deep)")
     g.add_argument("--memory-mode", choices=["fot", "knn"], default=None, help="all memory keys, or top-k (default: fot)")
     g.add_argument("--memory-k", type=int, default=None, help="knn: memory keys per query (default: 64)")
+    g.add_argument("--memory-index", choices=["exact", "ivf"], default=None,
+                   help="knn search: exact scan, or an approximate IVF index (default: exact)")
     g.add_argument("--memory-cap", type=int, default=None, help="most tokens in memory, oldest dropped first")
     g.add_argument("--memory-last", type=int, default=None, metavar="N",
                    help="tokens of a long input kept in the window (default: W/2)")

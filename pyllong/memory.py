@@ -34,6 +34,19 @@ VERSION = 1
 _HEAD = struct.Struct("<8sII")  # magic, version, header length
 
 
+def gguf_memory_defaults(metadata) -> dict:
+    """Memory options a GGUF carries for a FoT-trained model (a LongLLaMA conversion):
+    `{arch}.memory.layers` (int array), `{arch}.memory.window` (W, the training context) and
+    `{arch}.memory.last_context_length`. Missing keys are left out."""
+    arch = metadata.get("general.architecture", "") if hasattr(metadata, "get") else ""
+    out = {}
+    for key, name in (("layers", "layers"), ("window", "window"), ("last_context_length", "last_context_length")):
+        v = metadata.get(f"{arch}.memory.{key}") if hasattr(metadata, "get") else None
+        if v is not None:
+            out[name] = [int(x) for x in v] if name == "layers" else int(v)
+    return out
+
+
 def default_layers(n_layer: int) -> list[int]:
     """LongLLaMA's spacing (3B: 6, 12, 18 of 26): a quarter, half and three quarters deep."""
     return sorted({max(0, min(n_layer - 1, round(n_layer * f))) for f in (0.25, 0.5, 0.75)})
@@ -99,11 +112,16 @@ class Memory:
 
     # -- binding to a Model ------------------------------------------------------------------
 
-    def _resolve(self, n_layer: int, n_ctx: int) -> dict:
-        """The native Context's memory options for a model with n_layer layers."""
+    def _resolve(self, n_layer: int, n_ctx: int, metadata=None) -> dict:
+        """The native Context's memory options for a model with n_layer layers. A FoT-trained
+        model's GGUF may name its memory layers, window and last_context_length
+        (`{arch}.memory.layers` etc., see gguf_memory_defaults); options given here win."""
         if self._model is not None:
             raise InvalidArgumentError("this Memory already belongs to a Model; pass memory.snapshot() to fork it")
-        self.layers = self.layers if self.layers is not None else default_layers(n_layer)
+        meta = gguf_memory_defaults(metadata) if metadata is not None else {}
+        self.layers = self.layers if self.layers is not None else meta.get("layers") or default_layers(n_layer)
+        self.window = self.window or meta.get("window")
+        self.last_context_length = self.last_context_length or meta.get("last_context_length")
         bad = [l for l in self.layers if l >= n_layer]
         if bad:
             raise InvalidArgumentError(f"Memory: layer {bad[0]} is outside this model's layers [0, {n_layer})")

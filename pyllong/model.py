@@ -234,7 +234,7 @@ class Model:
         if context_shift:
             raise InvalidArgumentError("memory cannot be combined with context_shift: the memory already takes "
                                        "what leaves the window")
-        return memory, memory._resolve(int(hp["n_layer"]), n_ctx)
+        return memory, memory._resolve(int(hp["n_layer"]), n_ctx, self.model_file.gguf.metadata)
 
     def _memory_set_base(self) -> None:
         """What a new conversation starts from: the memory as it is now (documents)."""

@@ -220,3 +220,12 @@ def test_cli_memory_doc_save_load(path, tmp_path, capsys):
     saved.write_bytes(saved.read_bytes()[:-1])
     assert main(common + ["--memory-load", str(saved)]) == 1
     assert "corrupted or truncated" in capsys.readouterr().err
+
+
+def test_memory_options_from_gguf_metadata():
+    meta = {"llama.memory.layers": [1], "llama.memory.window": 24, "llama.memory.last_context_length": 6}
+    p = syn.cached_model(**TINY, extra_metadata=meta)
+    st = pyllong.Model(p, memory=True, n_threads=1).memory.stats()
+    assert (st["layers"], st["window"], st["last_context_length"]) == ([1], 24, 6)
+    st = pyllong.Model(p, memory=Memory(layers=[0], window=16), n_threads=1).memory.stats()
+    assert (st["layers"], st["window"], st["last_context_length"]) == ([0], 16, 6)  # the caller's options win

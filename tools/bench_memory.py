@@ -25,7 +25,8 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--model", default="smollm2")
     p.add_argument("--sizes", default="16k,64k,256k")
-    p.add_argument("--modes", default="none,fot,knn")
+    p.add_argument("--modes", default="none,fot,knn,ivf", help="none, fot, knn (exact scan), ivf (knn, IVF index)")
+    p.add_argument("--n-probe", type=int, default=8)
     p.add_argument("--k", type=int, default=64)
     p.add_argument("--layers", default=None, help="memory layers (default: Memory's)")
     p.add_argument("--threads", type=int, default=2)
@@ -41,24 +42,30 @@ def main() -> None:
     kv_dim = int(hp["n_head_kv"]) * int(hp["head_dim"])
     rng = np.random.default_rng(0)
     print(f"model {path}\nmemory layers {layers}, kv_dim {kv_dim}, {a.threads} threads, {a.steps} decode steps")
-    print(f"{'memory tokens':>14} {'mode':>5} {'tok/s':>8} {'memory MB':>10}")
+    print(f"{'memory tokens':>14} {'mode':>5} {'tok/s':>8} {'memory MB':>10} {'append us/token':>16}")
     for n in [_size(s) for s in a.sizes.split(",")]:
         rows = (rng.standard_normal((n, kv_dim)) * 0.5).astype(np.float16).view(np.uint16)
         for mode in a.modes.split(","):
             W = 512
             mem = None if mode == "none" else dict(layers=layers, window=W, last_context_length=W // 2,
-                                                    mode=mode, k=a.k, cap=0)
+                                                    mode="fot" if mode == "fot" else "knn", k=a.k, cap=0,
+                                                    ivf=mode == "ivf", n_probe=a.n_probe, ivf_min=4096)
             ctx = _core.Context(mf, n_ctx=W, n_threads=a.threads, n_batch=512, memory=mem)
+            build = 0.0
             if mem:
-                for slot in range(len(layers)):
-                    ctx.memory.append_f16(slot, rows, rows)
+                t0 = time.perf_counter()
+                for slot in range(len(layers)):  # in windows of W rows, as flushes add them
+                    for s in range(0, n, W):
+                        ctx.memory.append_f16(slot, rows[s:s + W], rows[s:s + W])
+                build = time.perf_counter() - t0
             ctx.eval(np.arange(100, 164, dtype=np.int32), False)  # a little local context
             t0 = time.perf_counter()
             for i in range(a.steps):
                 ctx.eval(np.array([200 + i], dtype=np.int32), False)
             dt = time.perf_counter() - t0
             mb = ctx.memory.bytes / 2**20 if mem else 0.0
-            print(f"{n:>14} {mode:>5} {a.steps / dt:>8.1f} {mb:>10.1f}", flush=True)
+            per_tok = 1e6 * build / n if mem else 0.0  # all memory layers: copy (+ index build for ivf)
+            print(f"{n:>14} {mode:>5} {a.steps / dt:>8.1f} {mb:>10.1f} {per_tok:>16.2f}", flush=True)
 
 
 if __name__ == "__main__":
