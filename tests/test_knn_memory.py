@@ -237,3 +237,17 @@ def test_ivf_probing_every_list_equals_exact_knn_in_attention(chunk):
     ivf_few = _core.attention_probe(q, k, v, 32, 10000.0, False, chunk, None, "f16", 2,
                                     (mk, mv, "knn", 16, (1, 100)))
     assert np.abs(ivf_few - exact).max() > 1e-4  # one list of 24: approximate, and it shows
+
+
+@pytest.mark.parametrize("mode,top_k", [("fot", 0), ("knn", 7), ("knn", 100_000)])
+def test_decode_splits_a_large_memory_over_threads(mode, top_k):
+    # One KV head and one token per step: fewer items than threads, so the memory scan is
+    # split into blocks and merged (fot: log-sum-exp of block states; knn: top-k of block top-k's).
+    q, k, v, mk, mv = _arrays(6, 5000, 2, 1, 64, seed=12)
+    mem = (mk, mv, mode, top_k)
+    split = _core.attention_probe(q, k, v, 64, 10000.0, False, 1, None, "f16", 4, mem)
+    whole = _core.attention_probe(q, k, v, 64, 10000.0, False, 1, None, "f16", 1, mem)
+    np.testing.assert_allclose(split, whole, atol=1e-5, rtol=0)
+    if mode == "knn" and top_k < 5000:
+        assert _min_topk_gap(q, mk, top_k) > 1e-4
+    np.testing.assert_allclose(split, oracle(q, k, v, mk, mv, 64, top_k if mode == "knn" else None), atol=3e-3, rtol=0)

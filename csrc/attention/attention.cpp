@@ -217,64 +217,161 @@ inline const uint8_t* f16_row(const uint16_t* base, int64_t j, int64_t hd) {
     return reinterpret_cast<const uint8_t*>(base + j * hd);
 }
 
+// knn: folds the k best of nc candidate memory rows (cand: (score, row), reordered here) into
+// one query row's running softmax. nth_element is O(nc); ties go to the older row.
+void fold_top_k(std::vector<std::pair<float, int32_t>>& cand, int64_t nc, int64_t k, const MemoryHead& mh, int64_t hd,
+                float& m, float& l, float* acc) {
+    const int64_t kk = std::min(k, nc);
+    if (kk == 0) return;
+    auto better = [](const std::pair<float, int32_t>& a, const std::pair<float, int32_t>& b) {
+        return a.first > b.first || (a.first == b.first && a.second < b.second);
+    };
+    if (kk < nc) std::nth_element(cand.begin(), cand.begin() + (kk - 1), cand.begin() + nc, better);
+    float w[256];  // (256,) scores, then weights: several passes merge exactly, as tiles do
+    for (int64_t i0 = 0; i0 < kk; i0 += 256) {
+        const int64_t nb = std::min<int64_t>(256, kk - i0);
+        for (int64_t i = 0; i < nb; ++i) w[i] = cand[i0 + i].first;
+        if (!online_softmax_step(w, nb, m, l, acc, hd)) continue;
+        for (int64_t i = 0; i < nb; ++i)
+            if (w[i] != 0.0f) F16Rows::axpy(acc, w[i], f16_row(mh.values, cand[i0 + i].second, hd), hd);
+    }
+}
+
 // Memory attention for `group` query rows q (group, hd) that share KV head memory `mh`.
 // fot: one key scan for all rows, scores (group, n) by an exact SIMD dot product over f16
-// keys, all folded in. knn: each row's top-k (nth_element, O(n)) among its candidates: every
-// row (exact scan), or with a trained IVF index the rows of its n_probe nearest lists. ms
-// (group * n), idx and cand (n) are the caller's scratch.
+// keys, all folded in. knn: each row's top-k among its candidates: every row (exact scan),
+// or with a trained IVF index the rows of its n_probe nearest lists. ms (group * n) and
+// cand (n) are the caller's scratch.
 void fold_memory_rows(const float* q, int64_t group, const MemoryHead& mh, const MemoryPolicy& mp, int64_t hd,
                       float scale, float* m, float* l, float* acc, std::vector<float>& ms,
-                      std::vector<int32_t>& idx) {
+                      std::vector<std::pair<float, int32_t>>& cand) {
     const int64_t n = mh.n;
     const bool ivf = mp.knn && mh.index && mh.index->trained();
-    ms.resize(static_cast<size_t>(ivf ? n : group * n));  // (group, n) scaled scores, then weights
-    for (int64_t j = 0; !ivf && j < n; ++j) {
-        const uint8_t* krow = f16_row(mh.keys, j, hd);
-        for (int64_t r = 0; r < group; ++r) ms[r * n + j] = F16Rows::dot(q + r * hd, krow, hd) * scale;
-    }
-    if (!mp.knn) {
-        bool any = false;
-        for (int64_t r = 0; r < group; ++r) any |= online_softmax_step(ms.data() + r * n, n, m[r], l[r], acc + r * hd, hd);
-        if (!any) return;
-        for (int64_t j = 0; j < n; ++j) {
-            const uint8_t* vrow = f16_row(mh.values, j, hd);
-            for (int64_t r = 0; r < group; ++r)
-                if (ms[r * n + j] != 0.0f) F16Rows::axpy(acc + r * hd, ms[r * n + j], vrow, hd);
+    if (ivf) {
+        std::vector<int64_t> probed;  // absolute ids of the probed lists' rows
+        for (int64_t r = 0; r < group; ++r) {
+            probed.clear();
+            mh.index->probe(q + r * hd, mp.n_probe, probed);
+            cand.resize(probed.size());
+            for (size_t i = 0; i < probed.size(); ++i) {
+                const int32_t j = static_cast<int32_t>(probed[i] - mh.base);
+                cand[i] = {F16Rows::dot(q + r * hd, f16_row(mh.keys, j, hd), hd) * scale, j};
+            }
+            fold_top_k(cand, static_cast<int64_t>(cand.size()), mp.k, mh, hd, m[r], l[r], acc + r * hd);
         }
         return;
     }
-    std::vector<int64_t> probed;  // IVF: absolute ids of the probed lists' rows
-    for (int64_t r = 0; r < group; ++r) {
-        const float* qr = q + r * hd;
-        const float* s = ms.data() + (ivf ? 0 : r * n);  // (n,) this row's scores by memory row
-        int64_t nc = n;                                   // candidates: idx[0, nc)
-        idx.resize(static_cast<size_t>(n));
-        if (ivf) {
-            probed.clear();
-            mh.index->probe(qr, mp.n_probe, probed);
-            nc = static_cast<int64_t>(probed.size());
-            for (int64_t i = 0; i < nc; ++i) {
-                const int64_t j = probed[i] - mh.base;
-                idx[i] = static_cast<int32_t>(j);
-                ms[j] = F16Rows::dot(qr, f16_row(mh.keys, j, hd), hd) * scale;
-            }
-        } else {
-            for (int64_t j = 0; j < n; ++j) idx[j] = static_cast<int32_t>(j);
-        }
-        const int64_t kk = std::min(mp.k, nc);
-        if (kk == 0) continue;
-        if (kk < nc)
-            std::nth_element(idx.begin(), idx.begin() + (kk - 1), idx.begin() + nc,
-                             [s](int32_t a, int32_t b) { return s[a] > s[b] || (s[a] == s[b] && a < b); });
-        float sel[256];  // the selected rows' scores, then weights (k <= 256 in one pass)
-        for (int64_t i0 = 0; i0 < kk; i0 += 256) {  // several passes merge exactly, as tiles do
-            const int64_t nb = std::min<int64_t>(256, kk - i0);
-            for (int64_t i = 0; i < nb; ++i) sel[i] = s[idx[i0 + i]];
-            if (!online_softmax_step(sel, nb, m[r], l[r], acc + r * hd, hd)) continue;
-            for (int64_t i = 0; i < nb; ++i)
-                if (sel[i] != 0.0f) F16Rows::axpy(acc + r * hd, sel[i], f16_row(mh.values, idx[i0 + i], hd), hd);
-        }
+    ms.resize(static_cast<size_t>(group * n));  // (group, n) scaled scores, then weights
+    for (int64_t j = 0; j < n; ++j) {
+        const uint8_t* krow = f16_row(mh.keys, j, hd);
+        for (int64_t r = 0; r < group; ++r) ms[r * n + j] = F16Rows::dot(q + r * hd, krow, hd) * scale;
     }
+    if (mp.knn) {
+        cand.resize(static_cast<size_t>(n));
+        for (int64_t r = 0; r < group; ++r) {
+            for (int64_t j = 0; j < n; ++j) cand[j] = {ms[r * n + j], static_cast<int32_t>(j)};
+            fold_top_k(cand, n, mp.k, mh, hd, m[r], l[r], acc + r * hd);
+        }
+        return;
+    }
+    bool any = false;
+    for (int64_t r = 0; r < group; ++r) any |= online_softmax_step(ms.data() + r * n, n, m[r], l[r], acc + r * hd, hd);
+    if (!any) return;
+    for (int64_t j = 0; j < n; ++j) {
+        const uint8_t* vrow = f16_row(mh.values, j, hd);
+        for (int64_t r = 0; r < group; ++r)
+            if (ms[r * n + j] != 0.0f) F16Rows::axpy(acc + r * hd, ms[r * n + j], vrow, hd);
+    }
+}
+
+// Decode over a large memory has few (token, kv head) items, fewer than threads: the memory
+// is then split into blocks scanned in parallel (as flash-decoding splits the keys), and each
+// row merges its blocks afterwards: fot by their partial softmax states (log-sum-exp), knn by
+// a top-k of the blocks' top-k candidates (which contain the global top-k). IVF is not split.
+constexpr int64_t kMemoryBlockMin = 1024;
+
+int64_t memory_split(const MemoryPolicy& mp, int64_t n_items, int n_threads) {
+    const int64_t n = mp.n();
+    if (n == 0 || n_items >= n_threads || (mp.knn && mp.mem->params().ivf)) return 1;
+    return std::max<int64_t>(1, std::min<int64_t>((2 * n_threads + n_items - 1) / n_items, n / kMemoryBlockMin));
+}
+
+// rows_m, rows_l (n_tok * n_head,): the local part's running max and sum; out: the local
+// part's unnormalized outputs (n_tok, n_head * hd), normalized here after the merge.
+void fold_memory_split(const float* q, int64_t n_tok, const AttentionParams& p, const MemoryPolicy& mp,
+                       int64_t n_split, std::vector<float>& rows_m, std::vector<float>& rows_l, float* out,
+                       ThreadPool& pool, int n_threads) {
+    const int64_t hd = p.head_dim, group = p.n_head / p.n_head_kv, n = mp.n(), blk = (n + n_split - 1) / n_split;
+    const int64_t n_rows = n_tok * p.n_head, kk = std::min(mp.k, blk);
+    // Per (row, block): fot a partial state (m, l, acc); knn its top-k candidates.
+    std::vector<float> part_m(static_cast<size_t>(n_rows * n_split), -INFINITY), part_l(part_m.size(), 0.0f);
+    std::vector<float> part_acc(mp.knn ? 0 : static_cast<size_t>(n_rows * n_split * hd), 0.0f);  // (rows, split, hd)
+    std::vector<std::pair<float, int32_t>> part_cand(mp.knn ? static_cast<size_t>(n_rows * n_split * kk) : 0,
+                                                     {-INFINITY, 0});  // (rows, split, kk)
+    const int64_t n_items = n_tok * p.n_head_kv * n_split;
+    pool.run(n_threads, [&](int ith, int nth) {
+        std::vector<float> ms, m(static_cast<size_t>(group)), l(static_cast<size_t>(group));
+        std::vector<float> acc(static_cast<size_t>(group * hd));
+        std::vector<std::pair<float, int32_t>> cand;
+        for (int64_t item = ith; item < n_items; item += nth) {
+            const int64_t b = item % n_split, g = (item / n_split) % p.n_head_kv, t = item / n_split / p.n_head_kv;
+            const int64_t j0 = b * blk, len = std::min(blk, n - j0);
+            if (len <= 0) continue;
+            MemoryHead sub = mp.head(g);
+            sub.keys += j0 * hd, sub.values += j0 * hd, sub.n = len;
+            const float* qh = q + (t * p.n_head + g * group) * hd;  // (group, hd)
+            const int64_t row0 = t * p.n_head + g * group;
+            if (!mp.knn) {
+                std::fill(m.begin(), m.end(), -INFINITY);
+                std::fill(l.begin(), l.end(), 0.0f);
+                std::fill(acc.begin(), acc.end(), 0.0f);
+                fold_memory_rows(qh, group, sub, mp, hd, p.scale, m.data(), l.data(), acc.data(), ms, cand);
+                for (int64_t r = 0; r < group; ++r) {
+                    part_m[(row0 + r) * n_split + b] = m[r];
+                    part_l[(row0 + r) * n_split + b] = l[r];
+                    std::copy_n(acc.data() + r * hd, hd, part_acc.data() + ((row0 + r) * n_split + b) * hd);
+                }
+                continue;
+            }
+            cand.resize(static_cast<size_t>(len));
+            for (int64_t r = 0; r < group; ++r) {
+                for (int64_t j = 0; j < len; ++j)
+                    cand[j] = {F16Rows::dot(qh + r * hd, f16_row(sub.keys, j, hd), hd) * p.scale,
+                               static_cast<int32_t>(j0 + j)};
+                const int64_t kb = std::min(kk, len);
+                if (kb < len)
+                    std::nth_element(cand.begin(), cand.begin() + (kb - 1), cand.end(), [](const auto& a, const auto& c) {
+                        return a.first > c.first || (a.first == c.first && a.second < c.second);
+                    });
+                std::copy_n(cand.begin(), kb, part_cand.begin() + ((row0 + r) * n_split + b) * kk);
+            }
+        }
+    });
+    pool.run(n_threads, [&](int ith, int nth) {
+        std::vector<std::pair<float, int32_t>> cand;
+        for (int64_t row = ith; row < n_rows; row += nth) {
+            float* o = out + row * hd;  // (hd,)
+            float &m = rows_m[row], &l = rows_l[row];
+            if (mp.knn) {
+                cand.clear();
+                for (int64_t i = 0; i < n_split * kk; ++i)
+                    if (part_cand[row * n_split * kk + i].first != -INFINITY) cand.push_back(part_cand[row * n_split * kk + i]);
+                fold_top_k(cand, static_cast<int64_t>(cand.size()), mp.k, mp.head(row % p.n_head / group), hd, m, l, o);
+            } else {
+                for (int64_t b = 0; b < n_split; ++b) {  // merge block b's state into the row's
+                    const float mb = part_m[row * n_split + b];
+                    if (mb == -INFINITY) continue;
+                    const float m_new = std::max(m, mb), c = std::exp(m - m_new), cb = std::exp(mb - m_new);
+                    const float* ab = part_acc.data() + (row * n_split + b) * hd;
+                    for (int64_t d = 0; d < hd; ++d) o[d] = o[d] * c + ab[d] * cb;
+                    l = l * c + part_l[row * n_split + b] * cb;
+                    m = m_new;
+                }
+            }
+            const float inv = l > 0 ? 1.0f / l : 0.0f;
+            for (int64_t d = 0; d < hd; ++d) o[d] *= inv;
+        }
+    });
 }
 
 // Work items are (token, kv head): the `group` query heads that share a kv head are
@@ -288,11 +385,13 @@ void attend(const float* q, const float* q_group, const int32_t* q_pos, int64_t 
     const SelfExtend& se = p.self_extend;
     const int64_t n_items = n_tok * p.n_head_kv;
     const MemoryPolicy mp = memory_policy(p, layer);
+    const int64_t n_split = memory_split(mp, n_items, n_threads);  // > 1: memory folded after this loop
+    std::vector<float> rows_m(n_split > 1 ? n_tok * p.n_head : 0), rows_l(rows_m.size());  // (n_tok * n_head,)
     pool.run(n_threads, [&](int ith, int nth) {
         std::vector<float> scores(static_cast<size_t>(group * n_kv));  // (group, n_kv)
         std::vector<float> mx(static_cast<size_t>(group)), sum(static_cast<size_t>(group));  // (group,) softmax state
-        std::vector<float> mem_scores;  // (group, n_mem)
-        std::vector<int32_t> mem_idx;   // (n_mem,)
+        std::vector<float> mem_scores;                      // (group, n_mem)
+        std::vector<std::pair<float, int32_t>> mem_cand;    // (n_mem,)
         for (int64_t item = ith; item < n_items; item += nth) {
             const int64_t t = item / p.n_head_kv, g = item % p.n_head_kv;
             const int64_t h0 = g * group;  // first query head of this kv head
@@ -328,14 +427,20 @@ void attend(const float* q, const float* q_group, const int32_t* q_pos, int64_t 
                     if (w != 0.0f) Rows::axpy(o + r * hd, w, vrow, hd);
                 }
             }
+            if (n_split > 1) {  // the split memory pass below merges and normalizes
+                std::copy(mx.begin(), mx.end(), rows_m.begin() + t * p.n_head + h0);
+                std::copy(sum.begin(), sum.end(), rows_l.begin() + t * p.n_head + h0);
+                continue;
+            }
             if (mp.n() > 0)
-                fold_memory_rows(qh, group, mp.head(g), mp, hd, p.scale, mx.data(), sum.data(), o, mem_scores, mem_idx);
+                fold_memory_rows(qh, group, mp.head(g), mp, hd, p.scale, mx.data(), sum.data(), o, mem_scores, mem_cand);
             for (int64_t r = 0; r < group; ++r) {
                 const float inv = sum[r] > 0 ? 1.0f / sum[r] : 0.0f;
                 for (int64_t d = 0; d < hd; ++d) o[r * hd + d] *= inv;
             }
         }
     });
+    if (n_split > 1) fold_memory_split(q, n_tok, p, mp, n_split, rows_m, rows_l, out, pool, n_threads);
 }
 
 
@@ -424,8 +529,8 @@ void attend_tiled(const float* q, const float* q_group, const int32_t* q_pos, in
     const SelfExtend& se = p.self_extend;
     const MemoryPolicy mp = memory_policy(p, layer);
     pool.run(n_threads, [&](int ith, int nth) {
-        std::vector<float> mem_scores;  // (n_mem,) knn: one row's memory scores
-        std::vector<int32_t> mem_idx;   // (n_mem,)
+        std::vector<float> mem_scores;                    // (n_mem,) knn: one row's memory scores
+        std::vector<std::pair<float, int32_t>> mem_cand;  // (n_mem,)
         std::vector<float> kt(static_cast<size_t>(hd * kTileKeys));   // (hd, kTileKeys) keys, transposed
         std::vector<float> kgt(se.enabled() ? kt.size() : 0);          // (hd, kTileKeys) grouped keys
         std::vector<float> vt(static_cast<size_t>(kTileKeys * hd));   // (kTileKeys, hd) values
@@ -494,7 +599,7 @@ void attend_tiled(const float* q, const float* q_group, const int32_t* q_pos, in
             for (int64_t r = 0; mp.knn && mh.n > 0 && r < nr; ++r) {
                 const int64_t t = (r0 + r) / group, h = g * group + (r0 + r) % group;
                 fold_memory_rows(q + (t * p.n_head + h) * hd, 1, mh, mp, hd, p.scale, m + r, l + r,
-                                 acc.data() + r * hd, mem_scores, mem_idx);
+                                 acc.data() + r * hd, mem_scores, mem_cand);
             }
             for (int64_t r = 0; r < nr; ++r) {
                 const int64_t t = (r0 + r) / group, h = g * group + (r0 + r) % group;
