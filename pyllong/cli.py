@@ -89,11 +89,12 @@ def _memory(a):
     if getattr(a, "memory_load", None):
         return Memory.load(a.memory_load, mode=a.memory_mode, k=a.memory_k, cap=a.memory_cap)
     if not getattr(a, "memory", False) and not any(
-            getattr(a, f"memory_{o}", None) for o in ("layers", "mode", "k", "cap", "last", "doc", "save", "index")):
+            getattr(a, f"memory_{o}", None) for o in ("layers", "mode", "k", "cap", "last", "doc", "save", "index", "distance")):
         return None
     ivf = a.memory_index == "ivf"
     return Memory(layers=a.memory_layers, mode=a.memory_mode or ("knn" if ivf else "fot"), k=a.memory_k or 64,
-                  cap=a.memory_cap, last_context_length=a.memory_last, index=a.memory_index or "exact")
+                  cap=a.memory_cap, last_context_length=a.memory_last, index=a.memory_index or "exact",
+                  distance=a.memory_distance)
 
 
 def _load_model(a, **extra):
@@ -289,7 +290,7 @@ def cmd_passkey(a) -> int:
     if model.memory is not None:
         m = model.memory
         label = (f"kNN memory {m.mode}{f' k={m.k}' if m.mode == 'knn' else ''} layers {m.layers} W={m.window} "
-                 f"last={m.last_context_length}")
+                 f"last={m.last_context_length}{f' distance={m.distance}' if m.distance else ''}")
 
     def show(r):
         if not a.json:
@@ -337,6 +338,8 @@ def _add_memory_args(s, documents: bool) -> None:
     g.add_argument("--memory-k", type=int, default=None, help="knn: memory keys per query (default: 64)")
     g.add_argument("--memory-index", choices=["exact", "ivf"], default=None,
                    help="knn search: exact scan, or an approximate IVF index (default: exact)")
+    g.add_argument("--memory-distance", type=int, default=None, metavar="D",
+                   help="see every memory key D tokens back (default: LongLLaMA's, the query's window position)")
     g.add_argument("--memory-cap", type=int, default=None, help="most tokens in memory, oldest dropped first")
     g.add_argument("--memory-last", type=int, default=None, metavar="N",
                    help="tokens of a long input kept in the window (default: W/2)")

@@ -81,13 +81,15 @@ class Memory:
     window: W, the local window (default: the Model's n_ctx). last_context_length: tokens of a
     long input kept in the window (default: W // 2). index: "exact" (scan every key) or "ivf"
     (knn only: an approximate inverted-file index, trained once a head holds ivf_min keys,
-    each query scanning its n_probe nearest lists).
+    each query scanning its n_probe nearest lists). distance: None = LongLLaMA (a query at
+    local position p sees the memory keys, stored unrotated, at distance p); D = every memory
+    key is seen D tokens back, for models not trained with memory (beyond the reference).
     """
 
     def __init__(self, layers: Optional[Sequence[int]] = None, mode: str = "fot", k: int = 64, dtype: str = "f16",
                  cap: Optional[int] = None, window: Optional[int] = None,
                  last_context_length: Optional[int] = None, index: str = "exact", n_probe: int = 8,
-                 ivf_min: int = 4096):
+                 ivf_min: int = 4096, distance: Optional[int] = None):
         if mode not in MODES:
             raise InvalidArgumentError(f"Memory: mode must be one of {', '.join(MODES)}, got {mode!r}")
         if dtype not in DTYPES:
@@ -100,6 +102,7 @@ class Memory:
         if index == "ivf" and mode != "knn":
             raise InvalidArgumentError("Memory: index='ivf' searches top-k keys; use it with mode='knn'")
         self.index, self.n_probe, self.ivf_min = index, _int_option("n_probe", n_probe, 1), _int_option("ivf_min", ivf_min, 1)
+        self.distance = None if distance is None else _int_option("distance", distance, 1)
         self.mode, self.dtype = mode, dtype
         self.k = _int_option("k", k, 1)
         self.cap = None if cap is None else _int_option("cap", cap, 1)
@@ -132,7 +135,7 @@ class Memory:
                                        f"the window ({self.window})")
         return dict(layers=list(self.layers), window=self.window, last_context_length=self.last_context_length,
                     mode=self.mode, k=self.k, cap=self.cap or 0, ivf=self.index == "ivf", n_probe=self.n_probe,
-                    ivf_min=self.ivf_min)
+                    ivf_min=self.ivf_min, distance=self.distance or 0)
 
     def _attach(self, model) -> None:
         """Called by Model once its context exists: load detached content into it."""
@@ -194,7 +197,7 @@ class Memory:
         """A detached copy of the documents in memory (what every new conversation starts from;
         not the conversation): give it to another Model to fork, or to restore() later."""
         snap = Memory(self.layers, self.mode, self.k, self.dtype, self.cap, self.window, self.last_context_length,
-                      self.index, self.n_probe, self.ivf_min)
+                      self.index, self.n_probe, self.ivf_min, self.distance)
         snap._state = self._model._memory_base_state() if self._model is not None else self._state
         snap._file_model = None if self._model is not None else self._file_model
         if self._model is not None:
@@ -227,7 +230,8 @@ class Memory:
     def stats(self) -> dict:
         """tokens, bytes (total and per memory layer), evicted tokens, options."""
         out = dict(layers=self.layers, mode=self.mode, k=self.k, dtype=self.dtype, cap=self.cap, window=self.window,
-                   last_context_length=self.last_context_length, index=self.index, tokens=self.tokens)
+                   last_context_length=self.last_context_length, index=self.index, distance=self.distance,
+                   tokens=self.tokens)
         if self._model is not None:
             n = self._native
             out.update(bytes=n.bytes, evicted=n.evicted, local_tokens=self._model.ctx.n_past,
@@ -254,7 +258,7 @@ class Memory:
         header = dict(model=model_fingerprint(model.path), dims=_model_dims(model), dtype=self.dtype,
                       layers=self.layers, tokens=int(base.size), mode=self.mode, k=self.k, cap=self.cap,
                       window=self.window, last_context_length=self.last_context_length, index=self.index,
-                      n_probe=self.n_probe, ivf_min=self.ivf_min)
+                      n_probe=self.n_probe, ivf_min=self.ivf_min, distance=self.distance)
         hjson = json.dumps(header, sort_keys=True).encode()
         h = hashlib.sha256()
         path = os.fspath(path)
@@ -313,7 +317,7 @@ class Memory:
         m = cls(layers, mode, k or header["k"], header["dtype"], cap if cap is not None else header["cap"],
                 header["window"], header["last_context_length"],
                 header.get("index", "exact") if mode == "knn" else "exact", header.get("n_probe", 8),
-                header.get("ivf_min", 4096))
+                header.get("ivf_min", 4096), header.get("distance"))
         m._state = dict(rows=rows, tokens=n)
         m._file_model = (header["model"], dims)
         return m

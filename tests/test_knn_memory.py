@@ -15,7 +15,7 @@ from test_self_extend import rotate
 
 # --- one attention layer: local (causal, RoPE) + memory (unrotated, no mask), one softmax ---
 
-def oracle(q, k, v, mem_k, mem_v, n_rot, top_k=None):
+def oracle(q, k, v, mem_k, mem_v, n_rot, top_k=None, distance=None):
     n, H, D = q.shape
     group = H // k.shape[1]
     out = np.zeros((n, H, D))
@@ -24,7 +24,8 @@ def oracle(q, k, v, mem_k, mem_v, n_rot, top_k=None):
             g = h // group
             qi = rotate(q[i, h], i, n_rot, 10000.0, False)
             local = np.array([qi @ rotate(k[j, g], j, n_rot, 10000.0, False) for j in range(i + 1)])
-            mem = mem_k[:, g].astype(np.float64) @ qi
+            qm = qi if distance is None else rotate(q[i, h], distance, n_rot, 10000.0, False)
+            mem = mem_k[:, g].astype(np.float64) @ qm
             mv = mem_v[:, g].astype(np.float64)
             if top_k is not None and top_k < len(mem):
                 top = np.argsort(-mem, kind="stable")[:top_k]
@@ -251,3 +252,25 @@ def test_decode_splits_a_large_memory_over_threads(mode, top_k):
     if mode == "knn" and top_k < 5000:
         assert _min_topk_gap(q, mk, top_k) > 1e-4
     np.testing.assert_allclose(split, oracle(q, k, v, mk, mv, 64, top_k if mode == "knn" else None), atol=3e-3, rtol=0)
+
+
+@pytest.mark.parametrize("mode,top_k", [("fot", 0), ("knn", 5)])
+@pytest.mark.parametrize("chunk", [1 << 30, 1])
+def test_memory_at_a_fixed_distance_matches_oracle(mode, top_k, chunk):
+    q, k, v, mk, mv = _arrays(24, 50, 4, 2, 16, seed=13)
+    got = _core.attention_probe(q, k, v, 16, 10000.0, False, chunk, None, "f16", 2, (mk, mv, mode, top_k, None, 40))
+    want = oracle(q, k, v, mk, mv, 16, top_k if mode == "knn" else None, distance=40)
+    np.testing.assert_allclose(got, want, atol=3e-3, rtol=0)
+    lla = _core.attention_probe(q, k, v, 16, 10000.0, False, chunk, None, "f16", 2, (mk, mv, mode, top_k))
+    assert np.abs(got - lla).max() > 1e-2  # the distance changes the memory scores
+
+
+def test_fot_model_at_a_fixed_distance_matches_oracle():
+    path = syn.cached_model(**TINY)
+    mem = dict(layers=[0, 1], window=16, last_context_length=8, mode="fot", k=0, cap=0, distance=16)
+    ctx = _core.Context(_core.ModelFile(path), n_ctx=16, n_threads=2, memory=mem)
+    ref = FotOracle(path, [0, 1], 16, 8, distance=16)
+    toks = _tokens(60, seed=21)
+    _close(ctx.eval(toks[:40], True), ref.eval(toks[:40]))
+    for t in toks[40:]:
+        _close(ctx.eval([t], False), ref.eval([t])[-1:])

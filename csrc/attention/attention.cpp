@@ -194,6 +194,7 @@ inline bool online_softmax_step(float* sc, int64_t n, float& m, float& l, float*
 // parts exactly by log-sum-exp. fot: every memory key; knn: each row's top-k keys by q.k.
 struct MemoryPolicy {
     const KVMemory* mem = nullptr;
+    const float* q = nullptr;  // (n_tok, n_head * hd) queries for memory scores (see MemoryParams::distance)
     int64_t slot = -1;  // this layer's memory slot, -1 = not a memory layer
     bool knn = false;
     int64_t k = 0, n_probe = 0;
@@ -202,10 +203,11 @@ struct MemoryPolicy {
     MemoryHead head(int64_t g) const { return mem->head(slot, g); }
 };
 
-MemoryPolicy memory_policy(const AttentionParams& p, int64_t layer) {
+MemoryPolicy memory_policy(const AttentionParams& p, int64_t layer, const float* q, const float* q_mem) {
     MemoryPolicy mp;
     if (!p.memory) return mp;
     mp.mem = p.memory;
+    mp.q = q_mem ? q_mem : q;
     mp.slot = p.memory->slot(layer);
     mp.knn = p.memory->params().mode == MemoryMode::Knn;
     mp.k = p.memory->params().k;
@@ -298,7 +300,7 @@ int64_t memory_split(const MemoryPolicy& mp, int64_t n_items, int n_threads) {
 
 // rows_m, rows_l (n_tok * n_head,): the local part's running max and sum; out: the local
 // part's unnormalized outputs (n_tok, n_head * hd), normalized here after the merge.
-void fold_memory_split(const float* q, int64_t n_tok, const AttentionParams& p, const MemoryPolicy& mp,
+void fold_memory_split(int64_t n_tok, const AttentionParams& p, const MemoryPolicy& mp,
                        int64_t n_split, std::vector<float>& rows_m, std::vector<float>& rows_l, float* out,
                        ThreadPool& pool, int n_threads) {
     const int64_t hd = p.head_dim, group = p.n_head / p.n_head_kv, n = mp.n(), blk = (n + n_split - 1) / n_split;
@@ -319,7 +321,7 @@ void fold_memory_split(const float* q, int64_t n_tok, const AttentionParams& p, 
             if (len <= 0) continue;
             MemoryHead sub = mp.head(g);
             sub.keys += j0 * hd, sub.values += j0 * hd, sub.n = len;
-            const float* qh = q + (t * p.n_head + g * group) * hd;  // (group, hd)
+            const float* qh = mp.q + (t * p.n_head + g * group) * hd;  // (group, hd)
             const int64_t row0 = t * p.n_head + g * group;
             if (!mp.knn) {
                 std::fill(m.begin(), m.end(), -INFINITY);
@@ -378,13 +380,14 @@ void fold_memory_split(const float* q, int64_t n_tok, const AttentionParams& p, 
 // scored together, so each cached key and value row is read once per token, not once
 // per query head (GQA decode at depth is bound by reading the cache).
 template <class Rows>
-void attend(const float* q, const float* q_group, const int32_t* q_pos, int64_t n_tok, const KVCache& cache,
-            int64_t layer, int64_t n_kv, const AttentionParams& p, float* out, ThreadPool& pool, int n_threads) {
+void attend(const float* q, const float* q_group, const float* q_mem, const int32_t* q_pos, int64_t n_tok,
+            const KVCache& cache, int64_t layer, int64_t n_kv, const AttentionParams& p, float* out, ThreadPool& pool,
+            int n_threads) {
     const int64_t hd = p.head_dim, group = p.n_head / p.n_head_kv;
     const int32_t* k_pos = cache.positions();
     const SelfExtend& se = p.self_extend;
     const int64_t n_items = n_tok * p.n_head_kv;
-    const MemoryPolicy mp = memory_policy(p, layer);
+    const MemoryPolicy mp = memory_policy(p, layer, q, q_mem);
     const int64_t n_split = memory_split(mp, n_items, n_threads);  // > 1: memory folded after this loop
     std::vector<float> rows_m(n_split > 1 ? n_tok * p.n_head : 0), rows_l(rows_m.size());  // (n_tok * n_head,)
     pool.run(n_threads, [&](int ith, int nth) {
@@ -433,14 +436,15 @@ void attend(const float* q, const float* q_group, const int32_t* q_pos, int64_t 
                 continue;
             }
             if (mp.n() > 0)
-                fold_memory_rows(qh, group, mp.head(g), mp, hd, p.scale, mx.data(), sum.data(), o, mem_scores, mem_cand);
+                fold_memory_rows(mp.q + (t * p.n_head + h0) * hd, group, mp.head(g), mp, hd, p.scale, mx.data(), sum.data(),
+                                 o, mem_scores, mem_cand);
             for (int64_t r = 0; r < group; ++r) {
                 const float inv = sum[r] > 0 ? 1.0f / sum[r] : 0.0f;
                 for (int64_t d = 0; d < hd; ++d) o[r * hd + d] *= inv;
             }
         }
     });
-    if (n_split > 1) fold_memory_split(q, n_tok, p, mp, n_split, rows_m, rows_l, out, pool, n_threads);
+    if (n_split > 1) fold_memory_split(n_tok, p, mp, n_split, rows_m, rows_l, out, pool, n_threads);
 }
 
 
@@ -520,14 +524,14 @@ inline void tile_accumulate(float* a, const float* w, const float* vt, int64_t h
 constexpr int64_t kTileKeys = 64, kRowBlock = 32;
 
 template <class Rows>
-void attend_tiled(const float* q, const float* q_group, const int32_t* q_pos, int64_t n_tok, const KVCache& cache,
-                  int64_t layer, int64_t n_kv, const AttentionParams& p, float* out, ThreadPool& pool,
-                  int n_threads) {
+void attend_tiled(const float* q, const float* q_group, const float* q_mem, const int32_t* q_pos, int64_t n_tok,
+                  const KVCache& cache, int64_t layer, int64_t n_kv, const AttentionParams& p, float* out,
+                  ThreadPool& pool, int n_threads) {
     const int64_t hd = p.head_dim, group = p.n_head / p.n_head_kv;
     const int64_t n_rows = n_tok * group, n_blocks = (n_rows + kRowBlock - 1) / kRowBlock;
     const int32_t* k_pos = cache.positions();
     const SelfExtend& se = p.self_extend;
-    const MemoryPolicy mp = memory_policy(p, layer);
+    const MemoryPolicy mp = memory_policy(p, layer, q, q_mem);
     pool.run(n_threads, [&](int ith, int nth) {
         std::vector<float> mem_scores;                    // (n_mem,) knn: one row's memory scores
         std::vector<std::pair<float, int32_t>> mem_cand;  // (n_mem,)
@@ -590,7 +594,7 @@ void attend_tiled(const float* q, const float* q_group, const int32_t* q_pos, in
                 }
                 for (int64_t r = 0; r < nr; ++r) {
                     const int64_t t = (r0 + r) / group, h = g * group + (r0 + r) % group;
-                    tile_scores(q + (t * p.n_head + h) * hd, kt.data(), hd, kTileKeys, sc);
+                    tile_scores(mp.q + (t * p.n_head + h) * hd, kt.data(), hd, kTileKeys, sc);
                     for (int64_t jj = 0; jj < nk; ++jj) sc[jj] *= p.scale;
                     float* a = acc.data() + r * hd;
                     if (online_softmax_step(sc, nk, m[r], l[r], a, hd)) tile_accumulate(a, sc, vt.data(), hd, nk);
@@ -598,7 +602,7 @@ void attend_tiled(const float* q, const float* q_group, const int32_t* q_pos, in
             }
             for (int64_t r = 0; mp.knn && mh.n > 0 && r < nr; ++r) {
                 const int64_t t = (r0 + r) / group, h = g * group + (r0 + r) % group;
-                fold_memory_rows(q + (t * p.n_head + h) * hd, 1, mh, mp, hd, p.scale, m + r, l + r,
+                fold_memory_rows(mp.q + (t * p.n_head + h) * hd, 1, mh, mp, hd, p.scale, m + r, l + r,
                                  acc.data() + r * hd, mem_scores, mem_cand);
             }
             for (int64_t r = 0; r < nr; ++r) {
@@ -614,15 +618,16 @@ void attend_tiled(const float* q, const float* q_group, const int32_t* q_pos, in
 }  // namespace
 
 void attention(const float* q, const float* q_group, const int32_t* q_pos, int64_t n_tok, const KVCache& cache,
-               int64_t layer, int64_t n_kv, const AttentionParams& p, float* out, ThreadPool& pool, int n_threads) {
+               int64_t layer, int64_t n_kv, const AttentionParams& p, float* out, ThreadPool& pool, int n_threads,
+               const float* q_mem) {
     // Few query rows per kv head (decode): read each cached row once, per row. Many rows
     // (prefill): convert tiles once and share them across a block of rows.
     const bool tiled = n_tok * (p.n_head / p.n_head_kv) >= 16;
     const bool f16 = cache.type() == KVType::F16;
-    if (tiled && f16) attend_tiled<F16Rows>(q, q_group, q_pos, n_tok, cache, layer, n_kv, p, out, pool, n_threads);
-    else if (tiled) attend_tiled<Q8Rows>(q, q_group, q_pos, n_tok, cache, layer, n_kv, p, out, pool, n_threads);
-    else if (f16) attend<F16Rows>(q, q_group, q_pos, n_tok, cache, layer, n_kv, p, out, pool, n_threads);
-    else attend<Q8Rows>(q, q_group, q_pos, n_tok, cache, layer, n_kv, p, out, pool, n_threads);
+    if (tiled && f16) attend_tiled<F16Rows>(q, q_group, q_mem, q_pos, n_tok, cache, layer, n_kv, p, out, pool, n_threads);
+    else if (tiled) attend_tiled<Q8Rows>(q, q_group, q_mem, q_pos, n_tok, cache, layer, n_kv, p, out, pool, n_threads);
+    else if (f16) attend<F16Rows>(q, q_group, q_mem, q_pos, n_tok, cache, layer, n_kv, p, out, pool, n_threads);
+    else attend<Q8Rows>(q, q_group, q_mem, q_pos, n_tok, cache, layer, n_kv, p, out, pool, n_threads);
 }
 
 void attention_step(float* q, float* k, const float* v, const int32_t* pos, int64_t n, KVCache& cache,
@@ -630,6 +635,14 @@ void attention_step(float* q, float* k, const float* v, const int32_t* pos, int6
                     float* scratch_k, float* out, ThreadPool& pool, int n_threads) {
     const int64_t q_dim = p.n_head * p.head_dim, kv_dim = p.n_head_kv * p.head_dim;
     const SelfExtend& se = p.self_extend;
+    // Memory seen at a fixed distance D: memory keys are unrotated, so a query rotated at D
+    // sees each at relative distance D (RoPE depends on the difference). From the unrotated q.
+    const int64_t mem_distance = p.memory && p.memory->slot(layer) >= 0 ? p.memory->params().distance : 0;
+    if (mem_distance > 0) {
+        std::vector<int32_t> dpos(static_cast<size_t>(n), static_cast<int32_t>(mem_distance));  // (n,)
+        std::memcpy(scratch_q, q, n * q_dim * sizeof(float));
+        rope(scratch_q, dpos.data(), n, p.n_head, p.head_dim, rp);
+    }
     if (se.enabled()) {
         // Grouped rotations first, from the unrotated q and k.
         std::vector<int32_t> qpos(static_cast<size_t>(n)), kpos(static_cast<size_t>(n));  // (n,)
@@ -645,7 +658,8 @@ void attention_step(float* q, float* k, const float* v, const int32_t* pos, int6
     rope(q, pos, n, p.n_head, p.head_dim, rp);
     rope(k, pos, n, p.n_head_kv, p.head_dim, rp);
     cache.store(layer, cell, k, v, n, se.enabled() ? scratch_k : nullptr);
-    attention(q, se.enabled() ? scratch_q : nullptr, pos, n, cache, layer, cell + n, p, out, pool, n_threads);
+    attention(q, se.enabled() ? scratch_q : nullptr, pos, n, cache, layer, cell + n, p, out, pool, n_threads,
+              mem_distance > 0 ? scratch_q : nullptr);
 }
 
 }  // namespace pyllong

@@ -38,6 +38,7 @@ KVMemory::KVMemory(const MemoryParams& params, int64_t n_layer, int64_t n_head_k
     if (p.cap < 0) throw InvalidArgument("memory: cap must be >= 0 tokens (0 = unbounded), got " + std::to_string(p.cap));
     if (p.ivf && (p.mode != MemoryMode::Knn || p.n_probe < 1 || p.ivf_min < 1))
         throw InvalidArgument("memory: the IVF index needs knn mode, n_probe >= 1 and ivf_min >= 1");
+    if (p.distance < 0) throw InvalidArgument("memory: distance must be >= 0 (0 = LongLLaMA's), got " + std::to_string(p.distance));
     n_.assign(p.layers.size(), 0);
     base_.assign(p.layers.size(), 0);
     if (p.ivf) index_.assign(p.layers.size() * n_head_kv, IvfIndex(head_dim));

@@ -24,6 +24,10 @@ struct MemoryParams {
     MemoryMode mode = MemoryMode::Fot;
     int64_t k = 0;                    // knn: memory keys per query and KV head
     int64_t cap = 0;                  // most tokens kept per layer; 0 = unbounded
+    // 0: LongLLaMA, a query at local position p sees memory keys (rotated at 0) at distance p.
+    // D > 0: every memory key is seen at the fixed distance D (for models not trained with
+    // memory: keeps memory inside the trained range, older than the window when D >= W).
+    int64_t distance = 0;
     // knn: approximate search by an IVF index (ivf_index.h) once a head holds ivf_min rows;
     // each query scans n_probe lists. Off = the exact scan.
     bool ivf = false;

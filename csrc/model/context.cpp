@@ -76,6 +76,7 @@ Context::Context(std::shared_ptr<const ModelFile> model, const ContextParams& pa
     v_.resize(nb * kv_dim);
     if (hp_.arch->arch != Arch::Llama) qkv_.resize(nb * (q_dim + 2 * kv_dim));  // fused projection
     att_.resize(nb * q_dim);                // (n_batch, n_head * head_dim)
+    if (params_.memory.distance > 0) qg_.resize(nb * q_dim);  // (n_batch, n_head * head_dim) queries at the memory distance
     if (params_.self_extend.enabled()) {
         qg_.resize(nb * q_dim);             // (n_batch, n_head * head_dim) queries at grouped positions
         kg_.resize(nb * kv_dim);            // (n_batch, n_head_kv * head_dim) keys at grouped positions

@@ -33,6 +33,7 @@ MemoryParams memory_params(const py::object& memory) {
     if (d.contains("ivf")) p.ivf = d["ivf"].cast<bool>();
     if (d.contains("n_probe")) p.n_probe = d["n_probe"].cast<int64_t>();
     if (d.contains("ivf_min")) p.ivf_min = d["ivf_min"].cast<int64_t>();
+    if (d.contains("distance")) p.distance = d["distance"].cast<int64_t>();
     if (p.layers.empty()) throw InvalidArgument("memory: give at least one memory layer");
     return p;
 }
@@ -219,7 +220,8 @@ void bind_context(py::module_& m) {
             mp.window = mp.last_context_length = std::max<int64_t>(n, 1);
             mp.mode = memory_mode_from_name(t[2].cast<std::string>());
             mp.k = t[3].cast<int64_t>();
-            if (t.size() > 4) {  // (n_probe, ivf_min): the IVF index
+            if (t.size() > 5) mp.distance = t[5].cast<int64_t>();
+            if (t.size() > 4 && !t[4].is_none()) {  // (n_probe, ivf_min): the IVF index
                 auto ivf = t[4].cast<std::pair<int64_t, int64_t>>();
                 mp.ivf = true;
                 mp.n_probe = ivf.first;

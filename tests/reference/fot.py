@@ -10,7 +10,9 @@ forward.py. Written from the spec, not from pyllong's C++:
   then moved to memory; otherwise chunks follow the window rule;
 * window rule: when window + new tokens > W, the whole window goes to memory (memory layers)
   or is dropped (others), and the new tokens start again at position 0;
-* knn (optional): each query attends to its top-k memory keys (per KV head) instead of all.
+* knn (optional): each query attends to its top-k memory keys (per KV head) instead of all;
+* distance D (optional, beyond the reference): memory scores use the query rotated at D
+  instead of its local position, so every memory key is seen D tokens back.
 
 Stored keys and values are rounded to float16, as the spec stores them (`round_f16`), so the
 comparison can be tight; everything else is float64.
@@ -31,12 +33,13 @@ def _f16(x: np.ndarray, on: bool) -> np.ndarray:
 
 class FotOracle:
     def __init__(self, path, layers, window: int, last_context_length: int, k: int | None = None,
-                 round_f16: bool = True):
+                 round_f16: bool = True, distance: int | None = None):
         self.m = load_model(path)
         c = self.m.config
         if c.arch != "llama":
             raise ValueError("the oracle covers the llama architecture")
         self.layers, self.W, self.lcl, self.k, self.f16 = set(layers), window, last_context_length, k, round_f16
+        self.distance = distance
         L, Hkv, D = c.n_layer, c.n_head_kv, c.head_dim
         self.local_k = [np.zeros((0, Hkv, D)) for _ in range(L)]  # unrotated keys of the window
         self.local_v = [np.zeros((0, Hkv, D)) for _ in range(L)]
@@ -67,6 +70,7 @@ class FotOracle:
         pos_all = np.arange(len(self.local_k[i]))            # local positions 0..
         ang = lambda p: rope_angles(p, c.n_rot, c.rope_base, c.rope_freq_scale)  # noqa: E731
         qr = apply_rope(q, ang(pos_all[n_past:]), c.n_rot, c.rope_mode)
+        qm = qr if self.distance is None else apply_rope(q, ang(np.full(n, self.distance)), c.n_rot, c.rope_mode)
         kr = apply_rope(self.local_k[i], ang(pos_all), c.n_rot, c.rope_mode)
         out = np.zeros((n, H, D))
         for h in range(H):
@@ -75,7 +79,7 @@ class FotOracle:
                 local = kr[: n_past + t + 1, g] @ qr[t, h] / np.sqrt(D)   # causal
                 vals = self.local_v[i][: n_past + t + 1, g]
                 if i in self.layers and len(self.mem_k[i]):
-                    mem = self.mem_k[i][:, g] @ qr[t, h] / np.sqrt(D)
+                    mem = self.mem_k[i][:, g] @ qm[t, h] / np.sqrt(D)
                     mv = self.mem_v[i][:, g]
                     if self.k is not None and self.k < len(mem):
                         top = np.argsort(-mem, kind="stable")[: self.k]
