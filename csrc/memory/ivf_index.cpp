@@ -6,6 +6,10 @@
 
 #include "core/fp16.h"
 
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#endif
+
 namespace pyllong {
 
 namespace {
@@ -14,9 +18,19 @@ void to_f32(const uint16_t* h, float* out, int64_t n) {
     for (int64_t i = 0; i < n; ++i) out[i] = fp16_to_fp32(h[i]);
 }
 
+// Training and assignment are n * n_list dot products: eight lanes at once where AVX2 is.
 float dot(const float* a, const float* b, int64_t n) {
+    int64_t i = 0;
     float s = 0;
-    for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
+#if defined(__AVX2__) && defined(__FMA__)
+    __m256 acc = _mm256_setzero_ps();
+    for (; i + 8 <= n; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc);
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+    h = _mm_hadd_ps(h, h);
+    h = _mm_hadd_ps(h, h);
+    s = _mm_cvtss_f32(h);
+#endif
+    for (; i < n; ++i) s += a[i] * b[i];
     return s;
 }
 
