@@ -219,16 +219,21 @@ inline const uint8_t* f16_row(const uint16_t* base, int64_t j, int64_t hd) {
     return reinterpret_cast<const uint8_t*>(base + j * hd);
 }
 
-// knn: folds the k best of nc candidate memory rows (cand: (score, row), reordered here) into
-// one query row's running softmax. nth_element is O(nc); ties go to the older row.
-void fold_top_k(std::vector<std::pair<float, int32_t>>& cand, int64_t nc, int64_t k, const MemoryHead& mh, int64_t hd,
-                float& m, float& l, float* acc) {
+// Moves the k best of nc candidates (score, memory row) to the front, O(nc); ties go to the
+// older row. Returns min(k, nc).
+int64_t select_top_k(std::vector<std::pair<float, int32_t>>& cand, int64_t nc, int64_t k) {
     const int64_t kk = std::min(k, nc);
-    if (kk == 0) return;
     auto better = [](const std::pair<float, int32_t>& a, const std::pair<float, int32_t>& b) {
         return a.first > b.first || (a.first == b.first && a.second < b.second);
     };
-    if (kk < nc) std::nth_element(cand.begin(), cand.begin() + (kk - 1), cand.begin() + nc, better);
+    if (kk > 0 && kk < nc) std::nth_element(cand.begin(), cand.begin() + (kk - 1), cand.begin() + nc, better);
+    return kk;
+}
+
+// knn: folds the k best of nc candidate memory rows into one query row's running softmax.
+void fold_top_k(std::vector<std::pair<float, int32_t>>& cand, int64_t nc, int64_t k, const MemoryHead& mh, int64_t hd,
+                float& m, float& l, float* acc) {
+    const int64_t kk = select_top_k(cand, nc, k);
     float w[256];  // (256,) scores, then weights: several passes merge exactly, as tiles do
     for (int64_t i0 = 0; i0 < kk; i0 += 256) {
         const int64_t nb = std::min<int64_t>(256, kk - i0);
@@ -340,11 +345,7 @@ void fold_memory_split(int64_t n_tok, const AttentionParams& p, const MemoryPoli
                 for (int64_t j = 0; j < len; ++j)
                     cand[j] = {F16Rows::dot(qh + r * hd, f16_row(sub.keys, j, hd), hd) * p.scale,
                                static_cast<int32_t>(j0 + j)};
-                const int64_t kb = std::min(kk, len);
-                if (kb < len)
-                    std::nth_element(cand.begin(), cand.begin() + (kb - 1), cand.end(), [](const auto& a, const auto& c) {
-                        return a.first > c.first || (a.first == c.first && a.second < c.second);
-                    });
+                const int64_t kb = select_top_k(cand, len, kk);
                 std::copy_n(cand.begin(), kb, part_cand.begin() + ((row0 + r) * n_split + b) * kk);
             }
         }
