@@ -1,6 +1,7 @@
 #include "attention/attention.h"
 
 #include <algorithm>
+#include <functional>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -230,6 +231,23 @@ int64_t select_top_k(std::vector<std::pair<float, int32_t>>& cand, int64_t nc, i
     return kk;
 }
 
+// The k best of n scores s (n,) as (score, row + row0) in cand, by the same rule as
+// select_top_k, without building n pairs: nth_element on a float copy (tmp) finds the k-th
+// score, then one pass keeps what beats it and the oldest of its ties.
+void top_k_of_scores(const float* s, int64_t n, int64_t k, int32_t row0, std::vector<float>& tmp,
+                     std::vector<std::pair<float, int32_t>>& cand) {
+    const int64_t kk = std::min(k, n);
+    cand.clear();
+    if (kk == 0) return;
+    tmp.assign(s, s + n);
+    std::nth_element(tmp.begin(), tmp.begin() + (kk - 1), tmp.end(), std::greater<float>());
+    const float thr = tmp[kk - 1];
+    int64_t ties = kk;  // rows scoring exactly thr that fit
+    for (int64_t j = 0; j < n; ++j) ties -= s[j] > thr;
+    for (int64_t j = 0; j < n; ++j)
+        if (s[j] > thr || (s[j] == thr && ties-- > 0)) cand.emplace_back(s[j], static_cast<int32_t>(row0 + j));
+}
+
 // knn: folds the k best of nc candidate memory rows into one query row's running softmax.
 void fold_top_k(std::vector<std::pair<float, int32_t>>& cand, int64_t nc, int64_t k, const MemoryHead& mh, int64_t hd,
                 float& m, float& l, float* acc) {
@@ -274,10 +292,10 @@ void fold_memory_rows(const float* q, int64_t group, const MemoryHead& mh, const
         for (int64_t r = 0; r < group; ++r) ms[r * n + j] = F16Rows::dot(q + r * hd, krow, hd) * scale;
     }
     if (mp.knn) {
-        cand.resize(static_cast<size_t>(n));
+        std::vector<float> tmp;  // (n,)
         for (int64_t r = 0; r < group; ++r) {
-            for (int64_t j = 0; j < n; ++j) cand[j] = {ms[r * n + j], static_cast<int32_t>(j)};
-            fold_top_k(cand, n, mp.k, mh, hd, m[r], l[r], acc + r * hd);
+            top_k_of_scores(ms.data() + r * n, n, mp.k, 0, tmp, cand);
+            fold_top_k(cand, static_cast<int64_t>(cand.size()), mp.k, mh, hd, m[r], l[r], acc + r * hd);
         }
         return;
     }
@@ -317,7 +335,7 @@ void fold_memory_split(int64_t n_tok, const AttentionParams& p, const MemoryPoli
                                                      {-INFINITY, 0});  // (rows, split, kk)
     const int64_t n_items = n_tok * p.n_head_kv * n_split;
     pool.run(n_threads, [&](int ith, int nth) {
-        std::vector<float> ms, m(static_cast<size_t>(group)), l(static_cast<size_t>(group));
+        std::vector<float> ms, tmp, m(static_cast<size_t>(group)), l(static_cast<size_t>(group));
         std::vector<float> acc(static_cast<size_t>(group * hd));
         std::vector<std::pair<float, int32_t>> cand;
         for (int64_t item = ith; item < n_items; item += nth) {
@@ -340,13 +358,11 @@ void fold_memory_split(int64_t n_tok, const AttentionParams& p, const MemoryPoli
                 }
                 continue;
             }
-            cand.resize(static_cast<size_t>(len));
+            ms.resize(static_cast<size_t>(len));  // (len,) one row's scores over the block
             for (int64_t r = 0; r < group; ++r) {
-                for (int64_t j = 0; j < len; ++j)
-                    cand[j] = {F16Rows::dot(qh + r * hd, f16_row(sub.keys, j, hd), hd) * p.scale,
-                               static_cast<int32_t>(j0 + j)};
-                const int64_t kb = select_top_k(cand, len, kk);
-                std::copy_n(cand.begin(), kb, part_cand.begin() + ((row0 + r) * n_split + b) * kk);
+                for (int64_t j = 0; j < len; ++j) ms[j] = F16Rows::dot(qh + r * hd, f16_row(sub.keys, j, hd), hd) * p.scale;
+                top_k_of_scores(ms.data(), len, kk, static_cast<int32_t>(j0), tmp, cand);
+                std::copy(cand.begin(), cand.end(), part_cand.begin() + ((row0 + r) * n_split + b) * kk);
             }
         }
     });
