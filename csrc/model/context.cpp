@@ -100,12 +100,16 @@ void Context::matmul_bias(const QTensorView& W, const std::vector<float>& b, con
             for (int64_t i = 0; i < W.n_out; ++i) y[t * W.n_out + i] += b[i];
 }
 
-std::vector<float> Context::eval(const int32_t* tokens, int64_t n, bool logits_all) {
-    if (n <= 0) throw InvalidArgument("eval needs at least one token");
+void Context::check_tokens(const int32_t* tokens, int64_t n) const {
     for (int64_t i = 0; i < n; ++i)
         if (tokens[i] < 0 || tokens[i] >= hp_.n_vocab)
             throw InvalidArgument("token id " + std::to_string(tokens[i]) + " at index " + std::to_string(i) +
                                   " is outside the vocabulary [0, " + std::to_string(hp_.n_vocab) + ")");
+}
+
+std::vector<float> Context::eval(const int32_t* tokens, int64_t n, bool logits_all) {
+    if (n <= 0) throw InvalidArgument("eval needs at least one token");
+    check_tokens(tokens, n);
     if (memory_.enabled()) return eval_windows(tokens, n, logits_all);
     const int64_t n_past = cache_.n_used();
     if (n_past + n > cache_.n_ctx())

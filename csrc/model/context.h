@@ -53,6 +53,7 @@ public:
     void add_to_memory(const int32_t* tokens, int64_t n);
 
 private:
+    void check_tokens(const int32_t* tokens, int64_t n) const;  // InvalidArgument on ids outside the vocabulary
     std::vector<float> eval_windows(const int32_t* tokens, int64_t n, bool logits_all);
     // Run tokens at positions n_past.. in chunks of n_batch; logits as eval.
     void run_batches(const int32_t* tokens, int64_t n, bool logits_all, float* logits);

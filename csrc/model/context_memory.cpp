@@ -67,10 +67,7 @@ void Context::flush_to_memory() {
 
 void Context::add_to_memory(const int32_t* tokens, int64_t n) {
     if (!memory_.enabled()) throw InvalidArgument("this context has no kNN memory; create it with memory options");
-    for (int64_t i = 0; i < n; ++i)
-        if (tokens[i] < 0 || tokens[i] >= hp_.n_vocab)
-            throw InvalidArgument("token id " + std::to_string(tokens[i]) + " at index " + std::to_string(i) +
-                                  " is outside the vocabulary [0, " + std::to_string(hp_.n_vocab) + ")");
+    check_tokens(tokens, n);
     flush_to_memory();
     for (int64_t s = 0; s < n; s += memory_.params().window) {
         run_batches(tokens + s, std::min(memory_.params().window, n - s), false, nullptr);
