@@ -87,80 +87,12 @@ void attend(const float* q, const float* q_group, const float* q_mem, const int3
 }
 
 
-// The two inner products of the tiled loop, for one query row against one tile:
-//   sc[jj] = q . K[jj]   with K transposed, (hd, kTileKeys)
-//   a[:]  += sum_jj w[jj] * V[jj]   with V (kTileKeys, hd)
-// AVX2 keeps the 64 scores (8 registers) and the row's accumulator (hd/8 registers, hd <=
-// 128) in registers; other shapes and ISAs take the plain loops.
-inline void tile_scores(const float* qv, const float* kt, int64_t hd, int64_t tile, float* sc) {
-#ifdef PYLLONG_ATTN_AVX2
-    if (tile == 64) {
-        __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0, s7 = s0;
-        for (int64_t d = 0; d < hd; ++d) {
-            const __m256 qd = _mm256_broadcast_ss(qv + d);
-            const float* k = kt + d * 64;
-            s0 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(k + 0), s0);
-            s1 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(k + 8), s1);
-            s2 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(k + 16), s2);
-            s3 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(k + 24), s3);
-            s4 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(k + 32), s4);
-            s5 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(k + 40), s5);
-            s6 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(k + 48), s6);
-            s7 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(k + 56), s7);
-        }
-        _mm256_storeu_ps(sc + 0, s0); _mm256_storeu_ps(sc + 8, s1); _mm256_storeu_ps(sc + 16, s2);
-        _mm256_storeu_ps(sc + 24, s3); _mm256_storeu_ps(sc + 32, s4); _mm256_storeu_ps(sc + 40, s5);
-        _mm256_storeu_ps(sc + 48, s6); _mm256_storeu_ps(sc + 56, s7);
-        return;
-    }
-#endif
-    std::fill(sc, sc + tile, 0.0f);
-    for (int64_t d = 0; d < hd; ++d) {
-        const float qd = qv[d];
-        const float* k = kt + d * tile;
-        for (int64_t jj = 0; jj < tile; ++jj) sc[jj] += qd * k[jj];
-    }
-}
-
-#ifdef PYLLONG_ATTN_AVX2
-template <int HD8>
-void tile_accumulate_avx2(float* a, const float* w, const float* vt, int64_t nk) {
-    __m256 acc[HD8];
-    for (int i = 0; i < HD8; ++i) acc[i] = _mm256_loadu_ps(a + 8 * i);
-    for (int64_t jj = 0; jj < nk; ++jj) {
-        if (w[jj] == 0.0f) continue;
-        const __m256 wv = _mm256_set1_ps(w[jj]);
-        const float* v = vt + jj * HD8 * 8;
-        for (int i = 0; i < HD8; ++i) acc[i] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(v + 8 * i), acc[i]);
-    }
-    for (int i = 0; i < HD8; ++i) _mm256_storeu_ps(a + 8 * i, acc[i]);
-}
-#endif
-
-inline void tile_accumulate(float* a, const float* w, const float* vt, int64_t hd, int64_t nk) {
-#ifdef PYLLONG_ATTN_AVX2
-    switch (hd) {
-        case 64: return tile_accumulate_avx2<8>(a, w, vt, nk);
-        case 128: return tile_accumulate_avx2<16>(a, w, vt, nk);
-        case 32: return tile_accumulate_avx2<4>(a, w, vt, nk);
-        case 96: return tile_accumulate_avx2<12>(a, w, vt, nk);
-        case 80: return tile_accumulate_avx2<10>(a, w, vt, nk);
-        default: break;
-    }
-#endif
-    for (int64_t jj = 0; jj < nk; ++jj) {
-        if (w[jj] == 0.0f) continue;
-        const float* v = vt + jj * hd;
-        for (int64_t d = 0; d < hd; ++d) a[d] += w[jj] * v[d];
-    }
-}
-
 // Prefill: many query rows per kv head. Keys and values are converted to f32 once per
 // tile of kTileKeys cells and shared by a block of kRowBlock query rows; scores use the
 // transposed key tile (one broadcast-FMA per dimension for all keys of the tile, no
 // horizontal sums) and a running (online) softmax per row, as flash attention does.
 // Same mask and SelfExtend policy as the per-row loop above.
-constexpr int64_t kTileKeys = 64, kRowBlock = 32;
+constexpr int64_t kRowBlock = 32;
 
 template <class Rows>
 void attend_tiled(const float* q, const float* q_group, const float* q_mem, const int32_t* q_pos, int64_t n_tok,
@@ -224,20 +156,11 @@ void attend_tiled(const float* q, const float* q_group, const float* q_mem, cons
             }
             // Memory (no mask, no rotation): fot folds it as more tiles; knn scans per row.
             const MemoryHead mh = mp.n() > 0 ? mp.head(g) : MemoryHead{};
-            for (int64_t j0 = 0; !mp.knn && j0 < mh.n; j0 += kTileKeys) {
-                const int64_t nk = std::min(kTileKeys, mh.n - j0);
-                for (int64_t jj = 0; jj < nk; ++jj) {
-                    F16Rows::load(f16_row(mh.keys, j0 + jj, hd), row.data(), hd);
-                    for (int64_t d = 0; d < hd; ++d) kt[d * kTileKeys + jj] = row[d];
-                    F16Rows::load(f16_row(mh.values, j0 + jj, hd), vt.data() + jj * hd, hd);
-                }
-                for (int64_t r = 0; r < nr; ++r) {
-                    const int64_t t = (r0 + r) / group, h = g * group + (r0 + r) % group;
-                    tile_scores(mp.q + (t * p.n_head + h) * hd, kt.data(), hd, kTileKeys, sc);
-                    for (int64_t jj = 0; jj < nk; ++jj) sc[jj] *= p.scale;
-                    float* a = acc.data() + r * hd;
-                    if (online_softmax_step(sc, nk, m[r], l[r], a, hd)) tile_accumulate(a, sc, vt.data(), hd, nk);
-                }
+            if (!mp.knn && mh.n > 0) {
+                const float* rows[kRowBlock];  // the block's query rows for memory scores
+                for (int64_t r = 0; r < nr; ++r)
+                    rows[r] = mp.q + ((r0 + r) / group * p.n_head + g * group + (r0 + r) % group) * hd;
+                fold_memory_tiles(rows, nr, mh, hd, p.scale, m, l, acc.data(), kt, vt, row);
             }
             for (int64_t r = 0; mp.knn && mh.n > 0 && r < nr; ++r) {
                 const int64_t t = (r0 + r) / group, h = g * group + (r0 + r) % group;

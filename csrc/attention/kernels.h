@@ -188,4 +188,75 @@ inline bool online_softmax_step(float* sc, int64_t n, float& m, float& l, float*
     return true;
 }
 
+// Keys per tile of the tiled loops (prefill, and the memory's fot scans).
+constexpr int64_t kTileKeys = 64;
+
+// The two inner products of the tiled loop, for one query row against one tile:
+//   sc[jj] = q . K[jj]   with K transposed, (hd, kTileKeys)
+//   a[:]  += sum_jj w[jj] * V[jj]   with V (kTileKeys, hd)
+// AVX2 keeps the 64 scores (8 registers) and the row's accumulator (hd/8 registers, hd <=
+// 128) in registers; other shapes and ISAs take the plain loops.
+inline void tile_scores(const float* qv, const float* kt, int64_t hd, int64_t tile, float* sc) {
+#ifdef PYLLONG_ATTN_AVX2
+    if (tile == 64) {
+        __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0, s7 = s0;
+        for (int64_t d = 0; d < hd; ++d) {
+            const __m256 qd = _mm256_broadcast_ss(qv + d);
+            const float* k = kt + d * 64;
+            s0 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(k + 0), s0);
+            s1 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(k + 8), s1);
+            s2 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(k + 16), s2);
+            s3 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(k + 24), s3);
+            s4 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(k + 32), s4);
+            s5 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(k + 40), s5);
+            s6 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(k + 48), s6);
+            s7 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(k + 56), s7);
+        }
+        _mm256_storeu_ps(sc + 0, s0); _mm256_storeu_ps(sc + 8, s1); _mm256_storeu_ps(sc + 16, s2);
+        _mm256_storeu_ps(sc + 24, s3); _mm256_storeu_ps(sc + 32, s4); _mm256_storeu_ps(sc + 40, s5);
+        _mm256_storeu_ps(sc + 48, s6); _mm256_storeu_ps(sc + 56, s7);
+        return;
+    }
+#endif
+    std::fill(sc, sc + tile, 0.0f);
+    for (int64_t d = 0; d < hd; ++d) {
+        const float qd = qv[d];
+        const float* k = kt + d * tile;
+        for (int64_t jj = 0; jj < tile; ++jj) sc[jj] += qd * k[jj];
+    }
+}
+
+#ifdef PYLLONG_ATTN_AVX2
+template <int HD8>
+inline void tile_accumulate_avx2(float* a, const float* w, const float* vt, int64_t nk) {
+    __m256 acc[HD8];
+    for (int i = 0; i < HD8; ++i) acc[i] = _mm256_loadu_ps(a + 8 * i);
+    for (int64_t jj = 0; jj < nk; ++jj) {
+        if (w[jj] == 0.0f) continue;
+        const __m256 wv = _mm256_set1_ps(w[jj]);
+        const float* v = vt + jj * HD8 * 8;
+        for (int i = 0; i < HD8; ++i) acc[i] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(v + 8 * i), acc[i]);
+    }
+    for (int i = 0; i < HD8; ++i) _mm256_storeu_ps(a + 8 * i, acc[i]);
+}
+#endif
+
+inline void tile_accumulate(float* a, const float* w, const float* vt, int64_t hd, int64_t nk) {
+#ifdef PYLLONG_ATTN_AVX2
+    switch (hd) {
+        case 64: return tile_accumulate_avx2<8>(a, w, vt, nk);
+        case 128: return tile_accumulate_avx2<16>(a, w, vt, nk);
+        case 32: return tile_accumulate_avx2<4>(a, w, vt, nk);
+        case 96: return tile_accumulate_avx2<12>(a, w, vt, nk);
+        case 80: return tile_accumulate_avx2<10>(a, w, vt, nk);
+        default: break;
+    }
+#endif
+    for (int64_t jj = 0; jj < nk; ++jj) {
+        if (w[jj] == 0.0f) continue;
+        const float* v = vt + jj * hd;
+        for (int64_t d = 0; d < hd; ++d) a[d] += w[jj] * v[d];
+    }
+}
+
 }  // namespace pyllong::attn

@@ -85,7 +85,7 @@ void fold_memory_rows(const float* q, int64_t group, const MemoryHead& mh, const
         }
         return;
     }
-    ms.resize(static_cast<size_t>(group * n));  // (group, n) scaled scores, then weights
+    ms.resize(static_cast<size_t>(group * n));  // (group, n) scaled scores, then fot's weights
     for (int64_t j = 0; j < n; ++j) {
         const uint8_t* krow = f16_row(mh.keys, j, hd);
         for (int64_t r = 0; r < group; ++r) ms[r * n + j] = F16Rows::dot(q + r * hd, krow, hd) * scale;
@@ -110,6 +110,25 @@ void fold_memory_rows(const float* q, int64_t group, const MemoryHead& mh, const
 
 // Blocks below this many keys are not worth a thread.
 constexpr int64_t kMemoryBlockMin = 1024;
+
+void fold_memory_tiles(const float* const* rows, int64_t nr, const MemoryHead& mh, int64_t hd, float scale, float* m,
+                       float* l, float* acc, std::vector<float>& kt, std::vector<float>& vt, std::vector<float>& row) {
+    float sc[kTileKeys];  // (kTileKeys,) one row's scores, then weights
+    for (int64_t j0 = 0; j0 < mh.n; j0 += kTileKeys) {
+        const int64_t nk = std::min(kTileKeys, mh.n - j0);
+        for (int64_t jj = 0; jj < nk; ++jj) {
+            F16Rows::load(f16_row(mh.keys, j0 + jj, hd), row.data(), hd);
+            for (int64_t d = 0; d < hd; ++d) kt[d * kTileKeys + jj] = row[d];
+            F16Rows::load(f16_row(mh.values, j0 + jj, hd), vt.data() + jj * hd, hd);
+        }
+        for (int64_t r = 0; r < nr; ++r) {
+            tile_scores(rows[r], kt.data(), hd, kTileKeys, sc);
+            for (int64_t jj = 0; jj < nk; ++jj) sc[jj] *= scale;
+            float* a = acc + r * hd;
+            if (online_softmax_step(sc, nk, m[r], l[r], a, hd)) tile_accumulate(a, sc, vt.data(), hd, nk);
+        }
+    }
+}
 
 int64_t memory_split(const MemoryPolicy& mp, int64_t n_items, int n_threads) {
     const int64_t n = mp.n();
