@@ -407,6 +407,35 @@ def _make_tensors(spec: ModelSpec, quantize_fn: QuantizeFn | None,
     return tensors
 
 
+# Byte offsets of the fp16 scale fields inside one block, for random_raw_tensor.
+_SCALE_FIELDS = {QT.Q4_0: (0,), QT.Q4_1: (0, 2), QT.Q5_0: (0,), QT.Q5_1: (0, 2), QT.Q8_0: (0,),
+                 QT.Q2_K: (80, 82), QT.Q3_K: (108,), QT.Q4_K: (0, 2), QT.Q5_K: (0, 2), QT.Q6_K: (208,)}
+
+
+def random_raw_tensor(t: TensorSpec, qtype: str | QT, seed: int) -> Tensor:
+    """Random blocks straight from a byte generator, with every fp16 scale set so values stay
+    O(1/sqrt(n_in)): for speed benchmarks of large shapes, where generating and quantizing
+    float weights would take minutes. Not a model anyone could train; 1-D tensors are exact."""
+    qt = qtype_of(qtype)
+    if qt in (QT.F32, QT.F16) or len(t.shape) == 1:
+        return encode(random_values(t, seed), qt if len(t.shape) > 1 else t.qtype)
+    block, nbytes = gguf.GGML_QUANT_SIZES[qt]
+    rows, n_in = int(np.prod(t.shape[1:])), t.shape[0]
+    raw = tensor_rng(seed, t.name).integers(0, 256, size=(rows, n_in // block * nbytes), dtype=np.uint8)
+    blocks = raw.reshape(rows, -1, nbytes)
+    scale = np.array([1.0 / (8.0 * np.sqrt(n_in))], dtype=np.float16).view(np.uint8)
+    for off in _SCALE_FIELDS[qt]:
+        blocks[:, :, off:off + 2] = scale
+    return Tensor(raw, qt)
+
+
+def build_raw_random(path: str | os.PathLike, **params) -> str:
+    """build_model's file, with random_raw_tensor weights: seconds for a 7B shape, not minutes."""
+    spec = ModelSpec(**params).resolved()
+    tensors = {t.name: random_raw_tensor(t, t.qtype, spec.seed) for t in tensor_specs(spec)}
+    return write_gguf(path, _metadata(spec, make_vocab(spec)), tensors)
+
+
 # ---------------------------------------------------------------------------------------------
 # Building and writing
 
@@ -588,7 +617,7 @@ def sentencepiece_processor_for(preset_or_spec: str | ModelSpec, **overrides):
 
 __all__ = [
     "ARCHS", "QTYPES", "PRESETS", "ModelSpec", "Meta", "Tensor", "TensorSpec", "meta", "encode",
-    "tensor_specs", "model_fields", "write_gguf", "build_model", "build_preset", "preset_params",
+    "tensor_specs", "model_fields", "write_gguf", "build_model", "build_raw_random", "random_raw_tensor", "build_preset", "preset_params",
     "cached_model", "cached_preset", "cache_dir", "nan_first_scale", "spec_of", "make_vocab",
     "sentencepiece_processor_for",
 ]

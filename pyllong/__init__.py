@@ -1,8 +1,8 @@
 """pyllong: local inference for quantized GGUF models with native long context."""
 import os as _os
 
-from .errors import (ContextOverflowError, Error, GGUFError, InvalidArgumentError, MemoryFileError, ModelIOError,
-                     PullError)
+from .errors import (ContextOverflowError, ConvertError, DeviceError, Error, GGUFError, InvalidArgumentError,
+                     MemoryFileError, ModelIOError, PullError)
 from ._core import GGUFFile, GGUFStringArray, GGUFTensor, ModelFile
 
 # In a wheel, the repository's models/ folder is installed as pyllong/models; in a source
@@ -19,6 +19,6 @@ from .session import ChatSession  # noqa: E402
 __version__ = "0.1.0"
 
 __all__ = [
-    "ChatSession", "Completion", "CompletionStream", "ContextOverflowError", "Error", "GGUFError", "GGUFFile", "GGUFStringArray", "GGUFTensor",
-    "InvalidArgumentError", "Llama", "Memory", "MemoryFileError", "ModelFile", "Model", "ModelIOError", "PullError", "SamplingParams",
+    "ChatSession", "Completion", "CompletionStream", "ContextOverflowError", "ConvertError", "Error", "GGUFError", "GGUFFile", "GGUFStringArray", "GGUFTensor",
+    "DeviceError", "InvalidArgumentError", "Llama", "Memory", "MemoryFileError", "ModelFile", "Model", "ModelIOError", "PullError", "SamplingParams",
 ]

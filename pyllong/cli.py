@@ -102,7 +102,7 @@ def _load_model(a, **extra):
 
     memory = _memory(a)
     model = Model(a.model, n_ctx=a.ctx, n_threads=a.threads, seed=a.seed, kv_type=a.kv_type,
-                  self_extend=a.self_extend, memory=memory,
+                  self_extend=a.self_extend, n_gpu_layers=a.n_gpu_layers, memory=memory,
                   context_shift=getattr(a, "context_shift", False), **extra)
     if memory is not None and getattr(a, "memory_doc", None):
         with open(a.memory_doc, encoding="utf-8") as f:
@@ -236,11 +236,52 @@ def cmd_chat(a) -> int:
         _reply(session, msg)
 
 
+def _ctx_sweep(a, text: str) -> int:
+    """Perplexity at each context length, plain and (with --self-extend) SelfExtend: the
+    first --chunks chunks (default 1) of the text at each length."""
+    from .perplexity import perplexity
+
+    configs = [None] + ([a.self_extend] if a.self_extend else [])
+    rows = []
+    for length in a.ctx_sweep:
+        for se in configs:
+            model = _load_model(argparse.Namespace(**{**vars(a), "ctx": length, "self_extend": se}))
+            try:
+                r = perplexity(model, text, max_chunks=a.chunks or 1)
+            finally:
+                model.close()
+            rows.append({"n_ctx": length, "self_extend": se, "ppl": r["ppl"], "n_chunks": r["n_chunks"]})
+            if not a.json:
+                label = f"SelfExtend G={se[0]} W={se[1]}" if se else "plain"
+                print(f"{length:>7} {label:<24} PPL {r['ppl']:10.4f}  ({r['n_chunks']} chunk(s))", flush=True)
+    if a.json:
+        print(json.dumps({"model": a.model, "file": a.file, "records": rows}, indent=2))
+    if a.plot:
+        from .passkey import _pyplot
+
+        plt = _pyplot()
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for se in configs:
+            pts = [(r["n_ctx"], r["ppl"]) for r in rows if r["self_extend"] == se]
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o",
+                    label=f"SelfExtend G={se[0]} W={se[1]}" if se else "plain attention")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("context length (tokens)")
+        ax.set_ylabel("perplexity")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(a.plot, dpi=120)
+    return 0
+
+
 def cmd_perplexity(a) -> int:
     from .perplexity import perplexity
 
     with open(a.file, encoding="utf-8", errors="replace") as f:
         text = f.read()
+    if a.ctx_sweep:
+        return _ctx_sweep(a, text)
     model = _load_model(a)
     bar = None
     if not a.json:
@@ -320,6 +361,8 @@ def _add_model_args(s, default_ctx_help: str) -> None:
     s.add_argument("--self-extend", type=_parse_self_extend, default=None, metavar="G,W",
                    help="SelfExtend grouped attention: group size G, neighbour window W; reads up to "
                         "(L - W) * G + W tokens of a model trained on L (default: off)")
+    s.add_argument("-ngl", "--n-gpu-layers", type=int, default=0, metavar="N",
+                   help="layers to run on the GPU (CUDA builds): N = the first N, -1 = all (default: 0, CPU only)")
 
 
 def _parse_layers(s: str) -> list[int]:
@@ -414,7 +457,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(s, "chunk length = context length")
     s.set_defaults(ctx=512)
     s.add_argument("-f", "--file", required=True, help="UTF-8 text file")
-    s.add_argument("--chunks", type=int, default=None, help="score at most this many chunks (default: all of them)")
+    s.add_argument("--chunks", type=int, default=None, help="score at most this many chunks (default: all of them; "
+                                                            "1 per length with --ctx-sweep)")
+    s.add_argument("--ctx-sweep", type=_parse_lengths, default=None, metavar="L1,L2,...",
+                   help="perplexity at each context length (e.g. 2k,4k,8k,16k,32k), plain and, with "
+                        "--self-extend, SelfExtend too; prints the table")
+    s.add_argument("--plot", default=None, metavar="PNG", help="with --ctx-sweep: draw PPL against context length")
     s.add_argument("--json", action="store_true", help="print JSON")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_perplexity)
@@ -435,6 +483,15 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("quantize", help="convert a GGUF file to another quant type (Q4_K_M, Q8_0, ...)")
     quantize_model.add_arguments(s)
     s.set_defaults(func=quantize_model.run)
+
+    from . import convert
+
+    s = sub.add_parser("convert", help="convert a Hugging Face checkpoint folder to GGUF (F16, Q8_0, Q4_K_M, ...)",
+                       description="Convert a Hugging Face checkpoint (config.json, safetensors or .bin shards, "
+                                   "tokenizer.model or tokenizer.json) to GGUF. Architectures, metadata keys "
+                                   "and limits: python -m pydoc pyllong.convert")
+    convert.add_arguments(s)
+    s.set_defaults(func=convert.run)
     return p
 
 

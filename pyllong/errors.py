@@ -25,5 +25,14 @@ class PullError(Error, RuntimeError):
     """A model could not be downloaded or verified."""
 
 
+class DeviceError(Error, RuntimeError):
+    """The GPU cannot run what was asked: no CUDA build, no device, or too little device memory."""
+
+
+class ConvertError(Error, ValueError):
+    """A Hugging Face checkpoint cannot be converted: a file is missing or malformed, the
+    architecture or a setting is unsupported, or shapes disagree with config.json."""
+
+
 class MemoryFileError(Error, ValueError):
     """A saved kNN memory file is not one, is corrupted or truncated, or was made for another model."""

@@ -35,11 +35,11 @@ KV_TYPES = ("f16", "q8_0")
 StoppingCriterion = Callable[[np.ndarray, np.ndarray], bool]  # (input_ids, logits) -> stop?
 
 
-def _native_context(model_file, n_ctx, n_threads, n_batch, kv_type, self_extend=None, memory=None):
+def _native_context(model_file, n_ctx, n_threads, n_batch, kv_type, self_extend=None, n_gpu_layers=0, memory=None):
     if not hasattr(_core, "Context"):
         raise Error("this build of pyllong has no native forward pass (_core.Context); "
                     "rebuild the package from a source tree that includes it")
-    return _core.Context(model_file, n_ctx, n_threads, n_batch, kv_type, self_extend, memory)
+    return _core.Context(model_file, n_ctx, n_threads, n_batch, kv_type, self_extend, n_gpu_layers, memory)
 
 
 def self_extend_reach(n_ctx_train: int, group: int, window: int) -> int:
@@ -164,7 +164,7 @@ class Model:
     def __init__(self, model: Optional[str] = None, n_ctx: Optional[int] = None, n_threads: Optional[int] = None,
                  n_batch: int = 512, seed: Optional[int] = None, kv_type: str = "f16", context_shift: bool = False,
                  n_keep: Optional[int] = None, verbose: bool = False,
-                 self_extend: Optional[tuple[int, int]] = None, memory=None,
+                 self_extend: Optional[tuple[int, int]] = None, n_gpu_layers: int = 0, memory=None,
                  _context_factory: Optional[Callable[..., Any]] = None):
         from .hub import resolve
 
@@ -198,13 +198,17 @@ class Model:
         self.context_shift, self.n_keep = bool(context_shift), n_keep
         self.seed = seed
         self._rng = make_rng(seed)
+        self.n_gpu_layers = _check_int("n_gpu_layers", n_gpu_layers, -1, 1 << 20)
         factory_args = (self.model_file, n_ctx, n_threads, n_batch, kv_type)
+        extra = {"n_gpu_layers": self.n_gpu_layers} if self.n_gpu_layers else {}
         if self.self_extend:
-            self._ctx = (_context_factory or _native_context)(*factory_args, self.self_extend)
+            self._ctx = (_context_factory or _native_context)(*factory_args, self.self_extend, **extra)
         elif mem_opts:
-            self._ctx = (_context_factory or _native_context)(*factory_args, None, mem_opts)
+            if self.n_gpu_layers:
+                raise InvalidArgumentError("the kNN memory runs on the CPU: use n_gpu_layers=0 with memory")
+            self._ctx = (_context_factory or _native_context)(*factory_args, None, memory=mem_opts)
         else:
-            self._ctx = (_context_factory or _native_context)(*factory_args)
+            self._ctx = (_context_factory or _native_context)(*factory_args, **extra)
         self._tokens: list[int] = []           # ids in the KV cache, in order
         self._prompt_len = 0                   # length of the current generation's prompt (for n_keep=-1)
         self._active: Optional[CompletionStream] = None

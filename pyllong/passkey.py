@@ -59,16 +59,22 @@ def table(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def plot(records: list[dict], path: str, title: str) -> None:
-    """The green/red length x depth accuracy grid."""
+def _pyplot():
+    """matplotlib.pyplot without a display, or a clear error when matplotlib is absent."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-        from matplotlib.colors import LinearSegmentedColormap
     except ImportError:
         raise RuntimeError("--plot needs matplotlib: pip install matplotlib") from None
+    return plt
+
+
+def plot(records: list[dict], path: str, title: str) -> None:
+    """The green/red length x depth accuracy grid."""
+    plt = _pyplot()
+    from matplotlib.colors import LinearSegmentedColormap
     import numpy as np
 
     lengths = sorted({r["length"] for r in records})

@@ -20,6 +20,7 @@ public:
     KVCache(int64_t n_layer, int64_t n_ctx, int64_t kv_dim, KVType type, bool grouped_keys = false);
 
     KVType type() const { return type_; }
+    int64_t n_layer() const { return n_layer_; }
     int64_t n_ctx() const { return n_ctx_; }
     int64_t kv_dim() const { return kv_dim_; }
     int64_t row_bytes() const { return row_bytes_; }

@@ -26,6 +26,12 @@ struct InvalidArgument : Error {
     using Error::Error;
 };
 
+// The GPU cannot do what was asked: no CUDA build, no device, too little device memory,
+// or a failed CUDA call. The message says which and what to do.
+struct DeviceError : Error {
+    using Error::Error;
+};
+
 // An OS-level failure: cannot open, stat or map a file.
 struct IOError : Error {
     using Error::Error;

@@ -38,16 +38,27 @@ static const ContextParams& validated(const ContextParams& p, const HParams& hp)
                               std::to_string(p.n_ctx) + "); raise n_ctx or lower W");
     if (p.memory.enabled() && p.self_extend.enabled())
         throw InvalidArgument("kNN memory and SelfExtend cannot be combined; choose one");
+    if (p.memory.enabled() && p.n_gpu_layers != 0)  // memory slots are looked up by CPU cache layer
+        throw InvalidArgument("the kNN memory runs on the CPU: use n_gpu_layers 0 with memory");
     if (p.kv_type == KVType::Q8_0 && hp.head_dim % 32 != 0)
         throw InvalidArgument("kv_type q8_0 needs a head dimension that is a multiple of 32; this model's is " +
                               std::to_string(hp.head_dim) + " (use f16)");
+    if (p.n_gpu_layers != 0 && p.kv_type != KVType::F16)
+        throw InvalidArgument("the GPU keeps its KV cache in f16: use kv_type f16 with n_gpu_layers");
+    if (p.n_gpu_layers < -1)
+        throw InvalidArgument("n_gpu_layers must be -1 (all), 0 (CPU only) or a layer count, got " +
+                              std::to_string(p.n_gpu_layers));
     return p;
+}
+
+static int64_t gpu_layer_count(const ContextParams& p, const HParams& hp) {
+    return p.n_gpu_layers < 0 || p.n_gpu_layers > hp.n_layer ? hp.n_layer : p.n_gpu_layers;
 }
 
 Context::Context(std::shared_ptr<const ModelFile> model, const ContextParams& params)
     : model_(std::move(model)), hp_(model_->hparams()), w_(load_weights(*model_)),
-      params_(validated(params, hp_)),
-      cache_(hp_.n_layer, params_.n_ctx, hp_.n_head_kv * hp_.head_dim, params_.kv_type, params_.self_extend.enabled()),
+      params_(validated(params, hp_)), n_gpu_(gpu_layer_count(params_, hp_)),
+      cache_(hp_.n_layer - n_gpu_, params_.n_ctx, hp_.n_head_kv * hp_.head_dim, params_.kv_type, params_.self_extend.enabled()),
       pool_(default_threads(params_.n_threads)) {
     if (params_.memory.enabled()) {
         memory_ = KVMemory(params_.memory, hp_.n_layer, hp_.n_head_kv, hp_.head_dim);
@@ -84,6 +95,17 @@ Context::Context(std::shared_ptr<const ModelFile> model, const ContextParams& pa
     tmp_.resize(nb * hp_.n_embd);           // (n_batch, n_embd)
     gate_.resize(nb * 2 * hp_.n_ff);        // (n_batch, 2 * n_ff): fused gate|up for phi3
     up_.resize(nb * hp_.n_ff);              // (n_batch, n_ff)
+    if (n_gpu_ > 0) {
+        cuda::DeviceLayersParams dp;
+        dp.n_gpu_layers = n_gpu_;
+        dp.output = n_gpu_ == hp_.n_layer;
+        dp.n_ctx = params_.n_ctx;
+        dp.n_batch = params_.n_batch;
+        dp.rope = rope_;
+        dp.self_extend = params_.self_extend;
+        dp.sliding_window = attn_.sliding_window;
+        gpu_ = cuda::make_device_layers(hp_, w_, dp);
+    }
 }
 
 void Context::norm(const float* x, const std::vector<float>& w, const std::vector<float>& b, float* out, int64_t n) {
@@ -147,7 +169,15 @@ void Context::forward(const int32_t* tokens, const int32_t* pos, int64_t n, int6
         quant::dequantize_row(w_.tok_embd_type, w_.tok_embd + tokens[t] * w_.tok_embd_row_bytes, x + t * E, E);
     cache_.set_positions(cell, pos, n);
 
-    for (int64_t l = 0; l < hp_.n_layer; ++l) {
+    if (gpu_) {  // layers [0, n_gpu_) on the device; with all of them, the logits too
+        const bool all = n_gpu_ == hp_.n_layer;
+        gpu_->forward(x, cache_.positions(), n, cell, first_logit, all ? logits : nullptr);
+        if (all) {
+            cache_.set_used(cell + n);
+            return;
+        }
+    }
+    for (int64_t l = n_gpu_; l < hp_.n_layer; ++l) {
         const LayerWeights& L = w_.layers[l];
         norm(x, L.attn_norm, L.attn_norm_b, xn, n);
 
@@ -166,7 +196,7 @@ void Context::forward(const int32_t* tokens, const int32_t* pos, int64_t n, int6
             matmul(L.wk, xn, k, n, pool_, params_.n_threads);
             matmul(L.wv, xn, v, n, pool_, params_.n_threads);
         }
-        attention_step(q, k, v, pos, n, cache_, l, cell, rope_, attn_, qg_.data(), kg_.data(), att_.data(), pool_,
+        attention_step(q, k, v, pos, n, cache_, l - n_gpu_, cell, rope_, attn_, qg_.data(), kg_.data(), att_.data(), pool_,
                        params_.n_threads);
         float* attn_out = tmp_.data();  // (n, E)
         matmul_bias(L.wo, L.bo, att_.data(), attn_out, n);
@@ -227,13 +257,14 @@ void Context::shift(int64_t n_keep, int64_t n_discard) {
     if (params_.self_extend.enabled())
         throw InvalidArgument("context shift is not available with SelfExtend: SelfExtend reads past the training "
                               "context instead; raise n_ctx");
+    if (gpu_) gpu_->shift(n_keep, n_discard, used);
     cache_.erase(n_keep, n_discard);
     // Cells after the gap move to earlier positions: rotate their keys back by n_discard.
     std::vector<int32_t> pos(cache_.positions(), cache_.positions() + cache_.n_used());
     for (int64_t c = n_keep; c < cache_.n_used(); ++c) pos[c] -= static_cast<int32_t>(n_discard);
     cache_.set_positions(0, pos.data(), cache_.n_used());
     std::vector<float> row(static_cast<size_t>(cache_.kv_dim()));  // (kv_dim,) one key row in f32
-    for (int64_t l = 0; l < hp_.n_layer; ++l)
+    for (int64_t l = 0; l < cache_.n_layer(); ++l)
         for (int64_t c = n_keep; c < cache_.n_used(); ++c) {
             cache_.load_key(l, c, row.data());
             rope_delta(row.data(), -static_cast<int32_t>(n_discard), hp_.n_head_kv, hp_.head_dim, rope_);

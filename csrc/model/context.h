@@ -8,6 +8,7 @@
 #include "attention/attention.h"
 #include "attention/kv_cache.h"
 #include "core/thread_pool.h"
+#include "cuda/backend.h"
 #include "memory/kv_memory.h"
 #include "model/weights.h"
 #include "ops/rope.h"
@@ -21,6 +22,7 @@ struct ContextParams {
     KVType kv_type = KVType::F16;
     SelfExtend self_extend;  // off by default
     MemoryParams memory;     // kNN memory, off by default (see context_memory.cpp)
+    int64_t n_gpu_layers = 0;  // layers [0, n) on the GPU; -1 (or >= n_layer) = all, with the output head
 };
 
 class Context {
@@ -34,7 +36,8 @@ public:
     int64_t n_past() const { return cache_.n_used(); }
     int64_t n_ctx() const { return cache_.n_ctx(); }
     int64_t n_vocab() const { return hp_.n_vocab; }
-    int64_t kv_bytes() const { return cache_.bytes(); }
+    int64_t kv_bytes() const { return cache_.bytes() + (gpu_ ? gpu_->kv_bytes() : 0); }
+    int64_t n_gpu_layers() const { return n_gpu_; }
     KVType kv_type() const { return cache_.type(); }
     const SelfExtend& self_extend() const { return params_.self_extend; }
     const ModelFile& model() const { return *model_; }
@@ -67,6 +70,7 @@ private:
     const HParams& hp_;
     ModelWeights w_;
     ContextParams params_;
+    int64_t n_gpu_;  // layers [0, n_gpu_) run on the device; the cache holds the rest
     KVCache cache_;
     KVMemory memory_;  // empty unless params_.memory is enabled
     ThreadPool pool_;
@@ -75,6 +79,7 @@ private:
     // Scratch for one chunk of up to n_batch tokens.
     std::vector<float> x_, xn_, q_, k_, v_, qkv_, att_, tmp_, gate_, up_;
     std::vector<float> qg_, kg_;  // SelfExtend's grouped rotations, empty when it is off
+    std::unique_ptr<cuda::DeviceLayers> gpu_;  // null unless n_gpu_layers > 0
 };
 
 }  // namespace pyllong

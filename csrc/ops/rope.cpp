@@ -5,9 +5,7 @@
 
 namespace pyllong {
 
-namespace {
-// inv_freq[i] = scale * base^(-2i/n_rot) / factor[i]: the angle per position of pair i.
-std::vector<double> inverse_frequencies(const RopeParams& p) {
+std::vector<double> rope_inverse_frequencies(const RopeParams& p) {
     std::vector<double> f(static_cast<size_t>(p.n_rot / 2));
     for (int64_t i = 0; i < p.n_rot / 2; ++i) {
         f[i] = p.freq_scale * std::pow(static_cast<double>(p.freq_base), -2.0 * i / p.n_rot);
@@ -16,6 +14,7 @@ std::vector<double> inverse_frequencies(const RopeParams& p) {
     return f;
 }
 
+namespace {
 // Rotates every head of one token by `pos`; cos/sin are computed once per token.
 void rotate_token(float* x, double pos, int64_t n_head, int64_t head_dim, const RopeParams& p,
                   const std::vector<double>& inv_freq, std::vector<float>& cs /* (n_rot,) */) {
@@ -39,14 +38,14 @@ void rotate_token(float* x, double pos, int64_t n_head, int64_t head_dim, const 
 }  // namespace
 
 void rope(float* x, const int32_t* pos, int64_t n_tok, int64_t n_head, int64_t head_dim, const RopeParams& p) {
-    const std::vector<double> inv_freq = inverse_frequencies(p);
+    const std::vector<double> inv_freq = rope_inverse_frequencies(p);
     std::vector<float> cs(static_cast<size_t>(p.n_rot));
     for (int64_t t = 0; t < n_tok; ++t)
         rotate_token(x + t * n_head * head_dim, pos[t], n_head, head_dim, p, inv_freq, cs);
 }
 
 void rope_delta(float* x, int32_t delta, int64_t n_head, int64_t head_dim, const RopeParams& p) {
-    const std::vector<double> inv_freq = inverse_frequencies(p);
+    const std::vector<double> inv_freq = rope_inverse_frequencies(p);
     std::vector<float> cs(static_cast<size_t>(p.n_rot));
     rotate_token(x, delta, n_head, head_dim, p, inv_freq, cs);
 }

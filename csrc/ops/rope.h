@@ -1,6 +1,7 @@
 // Rotary position embedding, in place.
 #pragma once
 #include <cstdint>
+#include <vector>
 
 namespace pyllong {
 
@@ -16,6 +17,9 @@ struct RopeParams {
     float freq_scale = 1.0f;        // linear scaling: position * freq_scale
     const float* freq_factors = nullptr;  // (n_rot/2,) divisors of theta (LLaMA-3.1), or null
 };
+
+// (n_rot/2,) the angle per position of each rotated pair: scale * base^(-2i/n_rot) / factor_i.
+std::vector<double> rope_inverse_frequencies(const RopeParams& p);
 
 // x: (n_tok, n_head * head_dim); pos: (n_tok,). Rotates each head by its token's position.
 void rope(float* x, const int32_t* pos, int64_t n_tok, int64_t n_head, int64_t head_dim, const RopeParams& p);

@@ -105,21 +105,21 @@ void bind_context(py::module_& m) {
     bind_memory(m);
     py::class_<Context>(m, "Context", "A KV cache and scratch space for running one model.")
         .def(py::init([](std::shared_ptr<ModelFile> mf, int64_t n_ctx, int n_threads, int64_t n_batch,
-                         const std::string& kv_type, py::object self_extend, py::object memory) {
+                         const std::string& kv_type, py::object self_extend, int64_t n_gpu_layers,
+                         py::object memory) {
             ContextParams p;
             p.memory = memory_params(memory);
             p.kv_type = kv_type_from_name(kv_type);
-            if (!self_extend.is_none()) {
-                auto gw = self_extend.cast<std::pair<int64_t, int64_t>>();
-                p.self_extend = make_self_extend(gw.first, gw.second);
-            }
+            p.self_extend = self_extend_arg(self_extend);
             p.n_ctx = n_ctx;
             p.n_threads = n_threads;
             p.n_batch = n_batch;
+            p.n_gpu_layers = n_gpu_layers;
             py::gil_scoped_release nogil;
             return std::make_unique<Context>(std::move(mf), p);
         }), py::arg("model_file"), py::arg("n_ctx") = 4096, py::arg("n_threads") = 0, py::arg("n_batch") = 512,
-            py::arg("kv_type") = "f16", py::arg("self_extend") = py::none(), py::arg("memory") = py::none())
+            py::arg("kv_type") = "f16", py::arg("self_extend") = py::none(), py::arg("n_gpu_layers") = 0,
+            py::arg("memory") = py::none())
         .def("eval", [](Context& c, py::array_t<int32_t, py::array::c_style | py::array::forcecast> tokens,
                         bool logits_all) {
             if (tokens.ndim() != 1) throw InvalidArgument("tokens must be a 1-D sequence of ids");
@@ -139,6 +139,7 @@ void bind_context(py::module_& m) {
         .def_property_readonly("n_ctx", &Context::n_ctx)
         .def_property_readonly("n_vocab", &Context::n_vocab)
         .def_property_readonly("kv_bytes", &Context::kv_bytes)
+        .def_property_readonly("n_gpu_layers", &Context::n_gpu_layers)
         .def_property_readonly("kv_type", [](const Context& c) { return kv_type_name(c.kv_type()); })
         .def_property_readonly("self_extend", [](const Context& c) -> py::object {
             if (!c.self_extend().enabled()) return py::none();
@@ -181,27 +182,17 @@ void bind_context(py::module_& m) {
 
     // The production attention step (rotation, cache write, the one attention loop) on
     // caller-given q/k/v, for oracle tests of the attention policies.
-    m.def("attention_probe", [](py::array_t<float, py::array::c_style | py::array::forcecast> q,
-                                py::array_t<float, py::array::c_style | py::array::forcecast> k,
-                                py::array_t<float, py::array::c_style | py::array::forcecast> v, int64_t n_rot,
+    m.def("attention_probe", [](F32Array q, F32Array k, F32Array v, int64_t n_rot,
                                 float freq_base, bool neox, int64_t chunk, py::object self_extend,
                                 const std::string& kv_type, int n_threads, py::object memory) {
-        if (q.ndim() != 3 || k.ndim() != 3 || v.ndim() != 3)
-            throw InvalidArgument("q, k, v must be (n_tok, n_head, head_dim) arrays");
-        const int64_t n = q.shape(0), H = q.shape(1), D = q.shape(2), Hkv = k.shape(1);
-        if (k.shape(0) != n || v.shape(0) != n || k.shape(2) != D || v.shape(1) != Hkv || v.shape(2) != D ||
-            Hkv < 1 || H % Hkv != 0 || chunk < 1 || n_rot < 0 || n_rot > D || n_rot % 2)
-            throw InvalidArgument("attention_probe: inconsistent shapes or parameters");
+        const auto [n, H, Hkv, D] = probe_shape(q, k, v, n_rot, chunk);
         chunk = std::min(chunk, n);
         AttentionParams p;
         p.n_head = H;
         p.n_head_kv = Hkv;
         p.head_dim = D;
         p.scale = 1.0f / std::sqrt(static_cast<float>(D));
-        if (!self_extend.is_none()) {
-            auto gw = self_extend.cast<std::pair<int64_t, int64_t>>();
-            p.self_extend = make_self_extend(gw.first, gw.second);
-        }
+        p.self_extend = self_extend_arg(self_extend);
         RopeParams rp;
         rp.mode = neox ? RopeMode::NeoX : RopeMode::Normal;
         rp.n_rot = n_rot;

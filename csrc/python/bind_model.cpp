@@ -4,7 +4,6 @@
 
 #include <map>
 
-#include "cuda/device.h"
 #include "model/model_file.h"
 #include "python/bindings.h"
 
@@ -13,10 +12,6 @@ namespace py = pybind11;
 namespace pyllong::python {
 
 void bind_model(py::module_& m) {
-    m.def("cuda_built", &cuda::built, "Whether this build includes the CUDA backend.");
-    m.def("cuda_device_count", &cuda::device_count, "Visible CUDA devices (0 without a GPU or a CUDA build).");
-    m.def("cuda_device_name", &cuda::device_name, py::arg("index"));
-
     py::class_<ModelFile, std::shared_ptr<ModelFile>>(m, "ModelFile",
         "A validated GGUF model (one file or the first shard of a split set).")
         .def(py::init([](const std::string& path, bool check_data) {

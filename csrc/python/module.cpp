@@ -29,6 +29,8 @@ PYBIND11_MODULE(_core, m) {
             set_error("InvalidArgumentError", e.what());
         } catch (const pyllong::IOError& e) {
             set_error("ModelIOError", e.what());
+        } catch (const pyllong::DeviceError& e) {
+            set_error("DeviceError", e.what());
         } catch (const pyllong::Error& e) {
             set_error("Error", e.what());
         }
@@ -38,4 +40,5 @@ PYBIND11_MODULE(_core, m) {
     pyllong::python::bind_context(m);
     pyllong::python::bind_quant(m);
     pyllong::python::bind_tokenizer(m);
+    pyllong::python::bind_cuda(m);
 }

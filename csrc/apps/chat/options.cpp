@@ -83,6 +83,9 @@ std::vector<Option> option_table() {
              o.se_window = parse_int(n, v.substr(comma + 1), 1, 1 << 24);
              make_self_extend(o.se_group, o.se_window);  // W % G == 0
          }},
+        {"-ngl, --n-gpu-layers", "N", "layers to run on the GPU (CUDA builds): N = the first N, -1 = all "
+                                      "(default: 0, CPU only)",
+         [](ChatOptions& o, auto& n, auto& v) { o.n_gpu_layers = parse_int(n, v, -1, 1 << 20); }},
         {"-n, --n-predict", "N", "max tokens per reply (default: " + std::to_string(d.n_predict) + ")",
          [](ChatOptions& o, auto& n, auto& v) { o.n_predict = parse_int(n, v, 0, int64_t(1) << 30); }},
         {"--temp", "T", "temperature; 0 = greedy (default: " + fmt(s.temperature) + ")",

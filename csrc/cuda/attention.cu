@@ -1,0 +1,232 @@
+// Attention over the device KV cache: the CPU's one loop (attention/attention.cpp) with
+// the same policies — causal and sliding-window masks, SelfExtend's per-pair choice of
+// neighbour or grouped rotations. One block per (query token, head) and key split; keys
+// go in tiles of kTile, one thread per key for the scores and one thread per dimension
+// for the values, with an online softmax. Splits (flash-decoding) give a single decode
+// token enough blocks to fill the GPU; a second kernel merges them by log-sum-exp.
+#include <algorithm>
+#include <cmath>
+
+#include "core/error.h"
+#include "cuda/common.cuh"
+#include "cuda/kernels.cuh"
+
+namespace pyllong::cuda {
+
+namespace {
+
+constexpr int kTile = 128;     // keys per tile = threads per block
+constexpr int kMaxHeadDim = 256;
+constexpr int kDimsPerThread = kMaxHeadDim / kTile;
+constexpr int kMaxSplits = 64;
+constexpr int kKeysPerSplit = 128;  // fewest keys worth a split of their own: one tile
+
+__device__ float block_max(float v, float* red) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    __syncthreads();
+    if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = v;
+    __syncthreads();
+    float m = red[0];
+    for (int i = 1; i < kTile / 32; ++i) m = fmaxf(m, red[i]);
+    return m;
+}
+__device__ float block_sum(float v, float* red) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    __syncthreads();
+    if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = v;
+    __syncthreads();
+    float s = 0;
+    for (int i = 0; i < kTile / 32; ++i) s += red[i];
+    return s;
+}
+
+// Dot product of the query in shared memory with one cached f16 key row (hd elements).
+template <bool kVec8>
+__device__ __forceinline__ float dot_row(const float* q, const __half* k, int hd) {
+    float s = 0.0f;
+    if (kVec8) {  // 16-byte loads: the row starts 16-byte aligned (hd, kv_dim multiples of 8)
+        const uint4* p = reinterpret_cast<const uint4*>(k);
+#pragma unroll 4
+        for (int i = 0; i < hd / 8; ++i) {
+            const uint4 u = p[i];
+            const __half2* h = reinterpret_cast<const __half2*>(&u);
+#pragma unroll
+            for (int j = 0; j < 4; ++j) {
+                const float2 f = __half22float2(h[j]);
+                s += q[8 * i + 2 * j] * f.x + q[8 * i + 2 * j + 1] * f.y;
+            }
+        }
+    } else {
+        for (int d = 0; d < hd; ++d) s += q[d] * __half2float(k[d]);
+    }
+    return s;
+}
+
+// The partial result of one (row, split) in the scratch: acc (hd,), then m and l.
+template <class F>
+__device__ F* split_at(F* partial, int64_t row, int s, int n_split, int hd) {
+    return partial + (row * n_split + s) * static_cast<int64_t>(hd + 2);
+}
+
+template <bool kVec8>
+__global__ void __launch_bounds__(kTile) attention_kernel(
+    const float* __restrict__ q, const float* __restrict__ q_group, const int32_t* __restrict__ q_pos,
+    const __half* __restrict__ kc, const __half* __restrict__ vc, const __half* __restrict__ kgc,
+    const int32_t* __restrict__ k_pos, const int32_t* __restrict__ step, int n_head, int n_head_kv, int hd, int kv_dim, float scale,
+    int sliding_window, int se_window, int n_split, float* __restrict__ partial) {
+    __shared__ float qs[kMaxHeadDim], qgs[kMaxHeadDim], p[kTile], red[kTile / 32];
+    const int64_t row = blockIdx.x;  // t * n_head + h
+    const int t = static_cast<int>(row / n_head), h = static_cast<int>(row % n_head);
+    const int g = h / (n_head / n_head_kv), split = blockIdx.y, tid = threadIdx.x;
+    const int32_t pq = q_pos[t];
+    const int n_kv = step[1];
+    for (int d = tid; d < hd; d += kTile) {
+        qs[d] = q[row * hd + d];
+        if (q_group) qgs[d] = q_group[row * hd + d];
+    }
+    const int per = (n_kv + n_split - 1) / n_split;
+    const int j_begin = split * per, j_end = min(n_kv, j_begin + per);
+    float m = -INFINITY, l = 0.0f, acc[kDimsPerThread] = {};
+    // kTile threads cover hd dims `parts` times over (2 for hd 64, 1 for hd 128 or 80).
+    const int parts = max(1, kTile / hd);
+    __syncthreads();
+    for (int j0 = j_begin; j0 < j_end; j0 += kTile) {
+        // Scores: thread tid takes key j0 + tid.
+        const int j = j0 + tid;
+        float s = -INFINITY;
+        if (j < j_end) {
+            const int32_t pk = k_pos[j];
+            const bool visible = pk <= pq && (sliding_window == 0 || pq - pk < sliding_window);
+            if (visible) {
+                const size_t off = static_cast<size_t>(j) * kv_dim + static_cast<size_t>(g) * hd;
+                const bool grouped = se_window > 0 && pq - pk >= se_window;
+                s = scale * (grouped ? dot_row<kVec8>(qgs, kgc + off, hd) : dot_row<kVec8>(qs, kc + off, hd));
+            }
+        }
+        const float tmax = block_max(s, red);
+        if (tmax == -INFINITY) continue;  // uniform across the block: every thread skips
+        const float m_new = fmaxf(m, tmax), corr = expf(m - m_new);
+        const float e = s == -INFINITY ? 0.0f : expf(s - m_new);
+        p[tid] = e;
+        l = l * corr + block_sum(e, red);  // block_sum's barrier also publishes p[]
+        m = m_new;
+        const int nk = min(kTile, j_end - j0);
+        // Values: thread (d, part) sums keys part, part + parts, ... of the tile for dims d.
+#pragma unroll
+        for (int i = 0; i < kDimsPerThread; ++i) {
+            const int slot = tid + i * kTile, d = slot % hd, part = slot / hd;
+            if (part >= parts) break;
+            const __half* vp = vc + static_cast<size_t>(j0) * kv_dim + static_cast<size_t>(g) * hd + d;
+            // Eight loads in flight before their sums: the chain is latency-bound otherwise.
+            constexpr int kUnroll = 8;
+            float a0 = 0.0f, a1 = 0.0f;
+            int jj = part;
+            for (; jj + (kUnroll - 1) * parts < nk; jj += kUnroll * parts) {
+                float vv[kUnroll];
+#pragma unroll
+                for (int u = 0; u < kUnroll; ++u) vv[u] = __half2float(vp[static_cast<size_t>(jj + u * parts) * kv_dim]);
+#pragma unroll
+                for (int u = 0; u < kUnroll; u += 2) {
+                    a0 += p[jj + u * parts] * vv[u];
+                    a1 += p[jj + (u + 1) * parts] * vv[u + 1];
+                }
+            }
+            for (; jj < nk; jj += parts) a0 += p[jj] * __half2float(vp[static_cast<size_t>(jj) * kv_dim]);
+            acc[i] = acc[i] * corr + a0 + a1;
+        }
+        __syncthreads();  // p[] is rewritten by the next tile
+    }
+    // Sum the parts of each dim through shared memory (p[] is free now: the loop ended on a barrier).
+    __shared__ float sum[kTile * kDimsPerThread];
+#pragma unroll
+    for (int i = 0; i < kDimsPerThread; ++i) sum[tid + i * kTile] = acc[i];
+    __syncthreads();
+    float* out = split_at(partial, row, split, n_split, hd);
+    for (int d = tid; d < hd; d += kTile) {
+        float a = 0.0f;
+        for (int part = 0; part < parts; ++part) {
+            const int slot = part * hd + d;
+            if (slot < kTile * kDimsPerThread) a += sum[slot];
+        }
+        out[d] = a;
+    }
+    if (tid == 0) { out[hd] = m; out[hd + 1] = l; }
+}
+
+// out[row] = sum_s w_s acc_s / sum_s w_s l_s with w_s = exp(m_s - max m): exact merge.
+__global__ void merge_kernel(const float* __restrict__ partial, int n_split, int hd, float* __restrict__ out) {
+    const int64_t row = blockIdx.x;
+    float M = -INFINITY;
+    for (int s = 0; s < n_split; ++s) M = fmaxf(M, split_at(partial, row, s, n_split, hd)[hd]);
+    float L = 0.0f;
+    for (int s = 0; s < n_split; ++s) {
+        const float* ps = split_at(partial, row, s, n_split, hd);
+        if (ps[hd] != -INFINITY) L += expf(ps[hd] - M) * ps[hd + 1];
+    }
+    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+        float a = 0.0f;
+        for (int s = 0; s < n_split; ++s) {
+            const float* ps = split_at(partial, row, s, n_split, hd);
+            if (ps[hd] != -INFINITY) a += expf(ps[hd] - M) * ps[d];
+        }
+        out[row * hd + d] = L > 0.0f ? a / L : 0.0f;  // a query that sees no key gives 0, as on the CPU
+    }
+}
+
+int splits_for(int64_t n_rows, int64_t n_kv) {
+    // Enough blocks for ~4 waves over 132 SMs; never a split of fewer than kKeysPerSplit keys.
+    const int64_t want = (4 * 132 + n_rows - 1) / n_rows;
+    const int64_t most = std::max<int64_t>(1, n_kv / kKeysPerSplit);
+    return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>({want, most, kMaxSplits})));
+}
+
+}  // namespace
+
+int attention_splits(int64_t n_tok, int64_t n_head, int64_t n_kv_bound) { return splits_for(n_tok * n_head, n_kv_bound); }
+
+int64_t attention_scratch_floats(int64_t n_tok, int64_t n_head, int64_t head_dim, int n_split) {
+    return n_tok * n_head * n_split * (head_dim + 2);
+}
+
+void attention(const float* q, const float* q_group, const int32_t* q_pos, int64_t n_tok, const DeviceKV& kv,
+               const int32_t* k_pos, const int32_t* step, int n_split, const AttentionShape& s, float* out,
+               float* partial, int64_t partial_floats, cudaStream_t stream) {
+    if (s.head_dim > kMaxHeadDim)
+        throw InvalidArgument("the CUDA attention kernel supports head dimensions up to " +
+                              std::to_string(kMaxHeadDim) + "; this model's is " + std::to_string(s.head_dim));
+    const int64_t rows = n_tok * s.n_head;
+    if (rows * n_split * (s.head_dim + 2) > partial_floats) throw Error("attention scratch too small (a pyllong bug)");
+    const dim3 grid(static_cast<unsigned>(rows), static_cast<unsigned>(n_split));
+    const bool vec8 = s.head_dim % 8 == 0 && kv.kv_dim % 8 == 0;
+    const int se_window = s.self_extend.enabled() ? static_cast<int>(s.self_extend.window) : 0;
+    auto args = [&](auto kernel) {
+        kernel<<<grid, kTile, 0, stream>>>(q, q_group, q_pos, kv.k, kv.v, kv.kg, k_pos, step,
+                                           static_cast<int>(s.n_head), static_cast<int>(s.n_head_kv),
+                                           static_cast<int>(s.head_dim), static_cast<int>(kv.kv_dim), s.scale,
+                                           static_cast<int>(s.sliding_window), se_window, n_split, partial);
+    };
+    if (vec8) args(attention_kernel<true>);
+    else args(attention_kernel<false>);
+    check_launch("attention");
+    merge_kernel<<<static_cast<unsigned>(rows), 64, 0, stream>>>(partial, n_split, static_cast<int>(s.head_dim), out);
+    check_launch("attention merge");
+}
+
+void attention_step(float* q, float* k, const float* v, int64_t n, const DeviceKV& kv, const AttentionShape& s,
+                    const StepBuffers& b, float* out, cudaStream_t stream) {
+    const int64_t q_dim = s.n_head * s.head_dim, kv_dim = s.n_head_kv * s.head_dim;
+    const bool se = s.self_extend.enabled();
+    if (se) {  // grouped rotations first, from the unrotated q and k
+        check(cudaMemcpyAsync(b.qg, q, n * q_dim * sizeof(float), cudaMemcpyDeviceToDevice, stream), "copy q");
+        check(cudaMemcpyAsync(b.kg, k, n * kv_dim * sizeof(float), cudaMemcpyDeviceToDevice, stream), "copy k");
+        rope(b.qg, b.qpos_g, n, s.n_head, s.head_dim, b.n_rot, b.neox, b.inv_freq, stream);
+        rope(b.kg, b.kpos_g, n, s.n_head_kv, s.head_dim, b.n_rot, b.neox, b.inv_freq, stream);
+    }
+    rope(q, b.pos, n, s.n_head, s.head_dim, b.n_rot, b.neox, b.inv_freq, stream);
+    rope(k, b.pos, n, s.n_head_kv, s.head_dim, b.n_rot, b.neox, b.inv_freq, stream);
+    kv_store(kv, b.step, k, v, se ? b.kg : nullptr, n, b.pos, b.cell_pos, stream);
+    attention(q, se ? b.qg : nullptr, b.pos, n, kv, b.cell_pos, b.step, b.n_split, s, out, b.partial, b.partial_floats,
+              stream);
+}
+
+}  // namespace pyllong::cuda

@@ -1,0 +1,84 @@
+// Shared by the CUDA sources: error checks that throw DeviceError, and an owning device buffer.
+#pragma once
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <string>
+
+#include "core/error.h"
+
+namespace pyllong::cuda {
+
+inline void check(cudaError_t e, const char* what) {
+    if (e != cudaSuccess) {
+        cudaGetLastError();  // clear a sticky launch error so the next call reports its own
+        throw DeviceError(std::string("CUDA error in ") + what + ": " + cudaGetErrorString(e));
+    }
+}
+// After a kernel launch: a bad configuration shows here, not at the launch.
+inline void check_launch(const char* kernel) { check(cudaGetLastError(), kernel); }
+
+// Device memory of n elements of T; freed when dropped. Never managed memory.
+template <class T>
+class DeviceBuffer {
+public:
+    DeviceBuffer() = default;
+    explicit DeviceBuffer(size_t n) : n_(n) {
+        if (n) check(cudaMalloc(&p_, n * sizeof(T)), "cudaMalloc");
+    }
+    DeviceBuffer(const T* host, size_t n) : DeviceBuffer(n) { upload(host, n); }
+    DeviceBuffer(DeviceBuffer&& o) noexcept : p_(o.p_), n_(o.n_) { o.p_ = nullptr; o.n_ = 0; }
+    DeviceBuffer& operator=(DeviceBuffer&& o) noexcept {
+        if (this != &o) { release(); p_ = o.p_; n_ = o.n_; o.p_ = nullptr; o.n_ = 0; }
+        return *this;
+    }
+    DeviceBuffer(const DeviceBuffer&) = delete;
+    DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+    ~DeviceBuffer() { release(); }
+
+    T* get() const { return p_; }
+    size_t size() const { return n_; }
+    size_t bytes() const { return n_ * sizeof(T); }
+    bool empty() const { return n_ == 0; }
+    void upload(const T* host, size_t n, size_t offset = 0) {
+        if (n) check(cudaMemcpy(p_ + offset, host, n * sizeof(T), cudaMemcpyHostToDevice), "upload");
+    }
+    void download(T* host, size_t n, size_t offset = 0) const {
+        if (n) check(cudaMemcpy(host, p_ + offset, n * sizeof(T), cudaMemcpyDeviceToHost), "download");
+    }
+
+private:
+    void release() { if (p_) cudaFree(p_); p_ = nullptr; }
+    T* p_ = nullptr;
+    size_t n_ = 0;
+};
+
+// Page-locked host memory of n elements of T: copies from it can be captured in a graph.
+template <class T>
+class PinnedBuffer {
+public:
+    PinnedBuffer() = default;
+    explicit PinnedBuffer(size_t n) : n_(n) {
+        if (n) check(cudaMallocHost(&p_, n * sizeof(T)), "cudaMallocHost");
+    }
+    PinnedBuffer(PinnedBuffer&& o) noexcept : p_(o.p_), n_(o.n_) { o.p_ = nullptr; o.n_ = 0; }
+    PinnedBuffer& operator=(PinnedBuffer&& o) noexcept {
+        if (this != &o) { release(); p_ = o.p_; n_ = o.n_; o.p_ = nullptr; o.n_ = 0; }
+        return *this;
+    }
+    PinnedBuffer(const PinnedBuffer&) = delete;
+    PinnedBuffer& operator=(const PinnedBuffer&) = delete;
+    ~PinnedBuffer() { release(); }
+    T* get() const { return p_; }
+    size_t size() const { return n_; }
+
+private:
+    void release() { if (p_) cudaFreeHost(p_); p_ = nullptr; }
+    T* p_ = nullptr;
+    size_t n_ = 0;
+};
+
+inline int blocks_for(int64_t n, int threads) { return static_cast<int>((n + threads - 1) / threads); }
+
+}  // namespace pyllong::cuda
