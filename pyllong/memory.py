@@ -198,9 +198,10 @@ class Memory:
         not the conversation): give it to another Model to fork, or to restore() later."""
         snap = Memory(self.layers, self.mode, self.k, self.dtype, self.cap, self.window, self.last_context_length,
                       self.index, self.n_probe, self.ivf_min, self.distance)
-        snap._state = self._model._memory_base_state() if self._model is not None else self._state
-        snap._file_model = None if self._model is not None else self._file_model
-        if self._model is not None:
+        if self._model is None:  # detached (loaded or a snapshot itself): share its content
+            snap._state, snap._file_model = self._state, self._file_model
+        else:  # the model that made it is checked when the snapshot is attached elsewhere
+            snap._state = self._model._memory_base_state()
             snap._file_model = (model_fingerprint(self._model.path), _model_dims(self._model))
         return snap
 

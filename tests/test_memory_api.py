@@ -98,6 +98,9 @@ def test_snapshot_fork_and_restore(path):
     np.testing.assert_array_equal(model.eval(q), want)
     with pytest.raises(pyllong.InvalidArgumentError, match="already belongs"):
         pyllong.Model(path, memory=model.memory)
+    other_weights = syn.cached_model(**syn.preset_params("tiny-llama-bpe", seed=5))
+    with pytest.raises(MemoryFileError, match="another model"):  # a fork is checked like a file
+        pyllong.Model(other_weights, memory=model.memory.snapshot(), n_threads=1)
 
 
 def test_save_load_identical_logits(path, tmp_path):
