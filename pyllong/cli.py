@@ -330,7 +330,8 @@ def cmd_passkey(a) -> int:
     label = f"SelfExtend G={a.self_extend[0]}, W={a.self_extend[1]}" if a.self_extend else "plain attention"
     if model.memory is not None:
         m = model.memory
-        label = (f"kNN memory {m.mode}{f' k={m.k}' if m.mode == 'knn' else ''} layers {m.layers} W={m.window} "
+        label = (f"kNN memory {m.mode}{f' k={m.k}' if m.mode == 'knn' else ''}{' ivf' if m.index == 'ivf' else ''} "
+                 f"layers {m.layers} W={m.window} "
                  f"last={m.last_context_length}{f' distance={m.distance}' if m.distance else ''}")
 
     def show(r):
