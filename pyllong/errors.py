@@ -40,3 +40,7 @@ class StateError(Error, ValueError):
 
 class OutOfMemoryError(Error, MemoryError):
     """Not enough memory for the request (e.g. the KV cache of a huge n_ctx); the message says how many bytes."""
+
+
+class MemoryFileError(Error, ValueError):
+    """A saved kNN memory file is not one, is corrupted or truncated, or was made for another model."""

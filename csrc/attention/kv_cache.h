@@ -40,6 +40,8 @@ public:
     // One key row as f32 (kv_dim,), and back: for re-rotating keys after a context shift.
     void load_key(int64_t l, int64_t cell, float* out) const;
     void store_key(int64_t l, int64_t cell, const float* in);
+    // One value row as f32 (kv_dim,): for moving a window into the kNN memory.
+    void load_value(int64_t l, int64_t cell, float* out) const;
     void set_positions(int64_t cell, const int32_t* pos, int64_t n);
     void set_used(int64_t n) { n_used_ = n; }
     // Restore the raw rows of cells [0, n) of layer l (each row_bytes() long, as k_row gives
