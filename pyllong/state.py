@@ -123,6 +123,9 @@ def load_state(model, path) -> None:
 
 def _native(model):
     ctx = model.ctx
+    if getattr(model, "memory", None) is not None:
+        raise StateError("state files do not carry the kNN memory; save it with pyllong.Memory.save "
+                         "(or use a Model without memory)")
     if not isinstance(ctx, _core.Context):
         raise Error("save_state/load_state need the native context (_core.Context)")
     return ctx

@@ -254,3 +254,16 @@ def test_llama_compat_save_and_load_state(path):
     assert a.cached_tokens == [1, 2, 3]
     with pytest.raises(StateError):
         a.load_state(pyllong.llama_compat.LlamaState(st.llama_state[:-1]))
+
+
+def test_models_with_knn_memory_are_refused(path, saved):
+    # The window and memory of a memory Model live outside the saved cells: refuse, don't lose them.
+    from pyllong.memory import Memory
+
+    m = pyllong.Model(path, memory=Memory(layers=[0, 1], window=16, last_context_length=8), n_threads=1)
+    m.eval([1, 2, 3])
+    for call in (m.state_bytes, lambda: m.load_state_bytes(saved[1])):
+        with pytest.raises(StateError, match="kNN memory"):
+            call()
+    with pytest.raises(StateError, match="kNN memory"):  # the native check, for direct _core users
+        _core.save_state(m.ctx, np.asarray([], np.int32), b"")

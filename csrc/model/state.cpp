@@ -44,6 +44,9 @@ void require_host_cache(const Context& ctx) {
         throw StateError("state files hold the host KV cache only; this context keeps " +
                          std::to_string(ctx.n_gpu_layers()) + " layer(s) on the GPU: use n_gpu_layers=0 to save "
                          "or load a state");
+    if (ctx.memory().enabled())  // its window and memory live outside the cells saved here
+        throw StateError("state files do not carry the kNN memory; save it with pyllong.Memory.save "
+                         "(or use a Model without memory)");
 }
 
 // A cache row written by KVCache::encode holds only finite numbers; anything else came
