@@ -30,6 +30,15 @@ def _parse_ctx(s: str) -> int:
     return n
 
 
+def _parse_transition(s: str):
+    from .transition import parse_transition
+
+    try:
+        return parse_transition(s)
+    except Error as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _parse_self_extend(s: str) -> tuple[int, int]:
     try:
         g, w = (int(x) for x in s.split(","))
@@ -86,7 +95,7 @@ def _load_model(a, **extra):
     from .model import Model
 
     return Model(a.model, n_ctx=a.ctx, n_threads=a.threads, seed=a.seed, kv_type=a.kv_type,
-                 self_extend=a.self_extend, n_gpu_layers=a.n_gpu_layers,
+                 self_extend=a.self_extend, n_gpu_layers=a.n_gpu_layers, transition=getattr(a, "transition", None),
                  context_shift=getattr(a, "context_shift", False), **extra)
 
 
@@ -334,6 +343,10 @@ def _add_model_args(s, default_ctx_help: str) -> None:
                         "(L - W) * G + W tokens of a model trained on L (default: off)")
     s.add_argument("-ngl", "--n-gpu-layers", type=int, default=0, metavar="N",
                    help="layers to run on the GPU (CUDA builds): N = the first N, -1 = all (default: 0, CPU only)")
+    s.add_argument("--transition", type=_parse_transition, nargs="?", const="on", default=None,
+                   metavar="ALPHA,BETA[,BANDS]",
+                   help="Attention Transition on the prompt pass (CPU layers): bare = the reference 0.5,0.1,2 "
+                        "(default: off)")
 
 
 def _add_sampling_args(s, n_predict: int) -> None:

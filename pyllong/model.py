@@ -22,6 +22,7 @@ from .chat_template import render as render_template
 from .errors import ContextOverflowError, Error, InvalidArgumentError
 from .sampling import LogitsProcessor, Sampler, SamplingParams, log_softmax, make_rng
 from .textstream import TextAssembler
+from .transition import Transition, check_transition
 
 # Token texts llama.cpp treats as end-of-generation when the vocabulary marks them control.
 _EOG_TEXTS = ("<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|eom_id|>",
@@ -35,11 +36,12 @@ KV_TYPES = ("f16", "q8_0")
 StoppingCriterion = Callable[[np.ndarray, np.ndarray], bool]  # (input_ids, logits) -> stop?
 
 
-def _native_context(model_file, n_ctx, n_threads, n_batch, kv_type, self_extend=None, n_gpu_layers=0):
+def _native_context(model_file, n_ctx, n_threads, n_batch, kv_type, self_extend=None, n_gpu_layers=0,
+                    transition=None):
     if not hasattr(_core, "Context"):
         raise Error("this build of pyllong has no native forward pass (_core.Context); "
                     "rebuild the package from a source tree that includes it")
-    return _core.Context(model_file, n_ctx, n_threads, n_batch, kv_type, self_extend, n_gpu_layers)
+    return _core.Context(model_file, n_ctx, n_threads, n_batch, kv_type, self_extend, n_gpu_layers, transition)
 
 
 def self_extend_reach(n_ctx_train: int, group: int, window: int) -> int:
@@ -157,12 +159,16 @@ class Model:
     context_shift: when the context fills during generation, keep the first n_keep tokens and
     drop the oldest half of the rest instead of raising ContextOverflowError. n_keep: tokens
     kept by a shift (None = the BOS token when there is one, -1 = the whole prompt).
+    transition: Attention Transition on prompt passes (True = the reference alpha 0.5, beta 0.1,
+    2 bands; a pyllong.Transition for others; None/False = off). Its bands depend on the prompt
+    length N, so rows of a cached prefix keep what an earlier, shorter prompt gave them.
     """
 
     def __init__(self, model: Optional[str] = None, n_ctx: Optional[int] = None, n_threads: Optional[int] = None,
                  n_batch: int = 512, seed: Optional[int] = None, kv_type: str = "f16", context_shift: bool = False,
                  n_keep: Optional[int] = None, verbose: bool = False,
                  self_extend: Optional[tuple[int, int]] = None, n_gpu_layers: int = 0,
+                 transition: Union[bool, None, Transition] = None,
                  _context_factory: Optional[Callable[..., Any]] = None):
         from .hub import resolve
 
@@ -196,6 +202,12 @@ class Model:
         self.n_gpu_layers = _check_int("n_gpu_layers", n_gpu_layers, -1, 1 << 20)
         factory_args = (self.model_file, n_ctx, n_threads, n_batch, kv_type)
         extra = {"n_gpu_layers": self.n_gpu_layers} if self.n_gpu_layers else {}
+        self.transition = check_transition(transition)
+        if self.transition:
+            if self.n_gpu_layers:
+                raise InvalidArgumentError("transition runs in the CPU attention loop only; use n_gpu_layers=0 "
+                                           "with it, or transition=None")
+            extra["transition"] = self.transition.as_tuple()
         if self.self_extend:
             self._ctx = (_context_factory or _native_context)(*factory_args, self.self_extend, **extra)
         else:

@@ -6,6 +6,7 @@
 
 #include "attention/kv_cache.h"
 #include "attention/self_extend.h"
+#include "attention/transition.h"
 #include "core/thread_pool.h"
 #include "ops/rope.h"
 
@@ -16,11 +17,14 @@ struct AttentionParams {
     int64_t sliding_window = 0;  // 0 = full causal attention
     float scale = 1.0f;          // 1/sqrt(head_dim)
     SelfExtend self_extend;      // off unless window > 0 (the cache then holds grouped keys)
+    TransitionLayer transition;  // this layer's Attention Transition bands; inactive unless set per prompt pass
 };
 
 // q: (n_tok, n_head * head_dim) rotated queries at positions q_pos (n_tok,); q_group: the
 // same queries rotated at their SelfExtend positions (null when it is off);
 // keys/values: cells [0, n_kv) of `layer` in `cache`; out: (n_tok, n_head * head_dim).
+// The Attention Transition reads key cell j as prompt position j (cells hold positions
+// 0, 1, ... in order: prefill appends, a context shift renumbers).
 void attention(const float* q, const float* q_group, const int32_t* q_pos, int64_t n_tok, const KVCache& cache,
                int64_t layer, int64_t n_kv, const AttentionParams& p, float* out, ThreadPool& pool, int n_threads);
 

@@ -38,6 +38,9 @@ static const ContextParams& validated(const ContextParams& p, const HParams& hp)
                               std::to_string(hp.head_dim) + " (use f16)");
     if (p.n_gpu_layers != 0 && p.kv_type != KVType::F16)
         throw InvalidArgument("the GPU keeps its KV cache in f16: use kv_type f16 with n_gpu_layers");
+    if (p.transition.enabled && p.n_gpu_layers != 0)
+        throw InvalidArgument("the Attention Transition runs in the CPU attention loop only: use n_gpu_layers 0 "
+                              "with it, or turn it off");
     if (p.n_gpu_layers < -1)
         throw InvalidArgument("n_gpu_layers must be -1 (all), 0 (CPU only) or a layer count, got " +
                               std::to_string(p.n_gpu_layers));
@@ -110,7 +113,7 @@ void Context::matmul_bias(const QTensorView& W, const std::vector<float>& b, con
             for (int64_t i = 0; i < W.n_out; ++i) y[t * W.n_out + i] += b[i];
 }
 
-std::vector<float> Context::eval(const int32_t* tokens, int64_t n, bool logits_all) {
+std::vector<float> Context::eval(const int32_t* tokens, int64_t n, bool logits_all, int64_t prompt_len) {
     if (n <= 0) throw InvalidArgument("eval needs at least one token");
     const int64_t n_past = cache_.n_used();
     if (n_past + n > cache_.n_ctx())
@@ -121,6 +124,7 @@ std::vector<float> Context::eval(const int32_t* tokens, int64_t n, bool logits_a
         if (tokens[i] < 0 || tokens[i] >= hp_.n_vocab)
             throw InvalidArgument("token id " + std::to_string(tokens[i]) + " at index " + std::to_string(i) +
                                   " is outside the vocabulary [0, " + std::to_string(hp_.n_vocab) + ")");
+    prompt_len_ = prompt_len >= 0 ? prompt_len : n > 1 ? n_past + n : 0;
     std::vector<float> logits(static_cast<size_t>((logits_all ? n : 1) * hp_.n_vocab));
     std::vector<int32_t> pos(static_cast<size_t>(n));
     for (int64_t i = 0; i < n; ++i) pos[i] = static_cast<int32_t>(n_past + i);
@@ -174,6 +178,7 @@ void Context::forward(const int32_t* tokens, const int32_t* pos, int64_t n, int6
             matmul(L.wk, xn, k, n, pool_, params_.n_threads);
             matmul(L.wv, xn, v, n, pool_, params_.n_threads);
         }
+        attn_.transition = transition_layer(params_.transition, hp_.n_layer, l, prompt_len_);
         attention_step(q, k, v, pos, n, cache_, l - n_gpu_, cell, rope_, attn_, qg_.data(), kg_.data(), att_.data(), pool_,
                        params_.n_threads);
         float* attn_out = tmp_.data();  // (n, E)

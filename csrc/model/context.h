@@ -21,6 +21,7 @@ struct ContextParams {
     KVType kv_type = KVType::F16;
     SelfExtend self_extend;  // off by default
     int64_t n_gpu_layers = 0;  // layers [0, n) on the GPU; -1 (or >= n_layer) = all, with the output head
+    Transition transition;     // Attention Transition on prompt passes; off by default (CPU layers only)
 };
 
 class Context {
@@ -29,7 +30,9 @@ public:
 
     // Appends tokens at positions n_past.. and returns logits: (n, n_vocab) when
     // logits_all, else (1, n_vocab) for the last token. Prefill runs in chunks of n_batch.
-    std::vector<float> eval(const int32_t* tokens, int64_t n, bool logits_all);
+    // prompt_len: the whole prompt's length N when this call is (part of) a prompt pass, for
+    // the Attention Transition's bands; -1 = n_past + n when n > 1, else a decoding step (0).
+    std::vector<float> eval(const int32_t* tokens, int64_t n, bool logits_all, int64_t prompt_len = -1);
 
     int64_t n_past() const { return cache_.n_used(); }
     int64_t n_ctx() const { return cache_.n_ctx(); }
@@ -38,6 +41,7 @@ public:
     int64_t n_gpu_layers() const { return n_gpu_; }
     KVType kv_type() const { return cache_.type(); }
     const SelfExtend& self_extend() const { return params_.self_extend; }
+    const Transition& transition() const { return params_.transition; }
     const ModelFile& model() const { return *model_; }
 
     void reset() { cache_.set_used(0); }
@@ -59,6 +63,7 @@ private:
     ThreadPool pool_;
     RopeParams rope_;
     AttentionParams attn_;
+    int64_t prompt_len_ = 0;  // N of the current prompt pass; 0 while decoding
     // Scratch for one chunk of up to n_batch tokens.
     std::vector<float> x_, xn_, q_, k_, v_, qkv_, att_, tmp_, gate_, up_;
     std::vector<float> qg_, kg_;  // SelfExtend's grouped rotations, empty when it is off

@@ -57,7 +57,8 @@ private:
     std::set<int32_t> find_eog_ids() const;
     // Returns the logits of the last prompt token, or empty when interrupted.
     std::vector<float> prefill(const std::vector<int32_t>& prompt);
-    std::vector<float> eval_tracked(const int32_t* tokens, int64_t n);
+    // prompt_len: N of the prompt this chunk belongs to (Attention Transition bands), 0 when decoding.
+    std::vector<float> eval_tracked(const int32_t* tokens, int64_t n, int64_t prompt_len);
 
     std::shared_ptr<const ModelFile> model_;
     Tokenizer tokenizer_;

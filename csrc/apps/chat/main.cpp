@@ -83,6 +83,7 @@ int run(const ChatOptions& o) {
     cp.n_threads = o.n_threads > 0 ? o.n_threads : default_threads();
     cp.n_batch = o.n_batch;
     cp.n_gpu_layers = o.n_gpu_layers;
+    cp.transition = o.transition;
     Generator gen(model, cp, o.sampling, seed_of(o.seed));
     gen.set_end_of_turn(renderer.end_of_turn());
     ChatSession session(gen, renderer, o.system, o.n_predict);
