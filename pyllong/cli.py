@@ -180,7 +180,7 @@ def cmd_chat(a) -> int:
     from .session import ChatSession
 
     model = _load_model(a)
-    session = ChatSession(model, system=a.system, max_tokens=a.n_predict, **_sampling(a))
+    session = ChatSession(model, system=a.system, max_tokens=a.n_predict, evict=a.evict, **_sampling(a))
     if a.prompt is not None:
         _reply(session, a.prompt)
         return 0
@@ -404,6 +404,9 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=fmt, description="Chat using the model's chat template. " + _CHAT_HELP)
     _add_model_args(s, ctx_help)
     s.add_argument("--system", default=None, help="system prompt (kept when old turns are dropped)")
+    s.add_argument("--evict", choices=["rebuild", "shift"], default="rebuild",
+                   help="when the context fills, drop whole old turns (never the system prompt) and re-evaluate "
+                        "the rest (rebuild), or cut them out of the KV cache without re-evaluating (shift)")
     s.add_argument("-p", "--prompt", default=None, help="one message: print the reply and exit")
     _add_sampling_args(s, 512)
     s.set_defaults(func=cmd_chat)

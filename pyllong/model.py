@@ -314,6 +314,18 @@ class Model:
         self._sync()
         return self._eval_raw(tokens, logits_all)
 
+    def evict(self, n_keep: int, n_discard: int) -> None:
+        """Drop cached tokens [n_keep, n_keep + n_discard) and move the rest back (llama.cpp's
+        context shift): the kept keys are re-rotated to their new positions, nothing is evaluated."""
+        self._sync()
+        n_keep = _check_int("n_keep", n_keep, 0, self.n_past, f" ({self.n_past} tokens are cached)")
+        n_discard = _check_int("n_discard", n_discard, 0, self.n_past - n_keep,
+                               f" (n_keep {n_keep} + n_discard must stay within the {self.n_past} cached tokens)")
+        if n_discard == 0:
+            return
+        self.ctx.shift(n_keep, n_discard)
+        del self._tokens[n_keep:n_keep + n_discard]
+
     def _shift(self) -> None:
         """Make room: keep the first n_keep tokens, drop the oldest half of the rest."""
         if self.n_keep is None:
@@ -328,8 +340,7 @@ class Model:
             raise ContextOverflowError(
                 f"context shift cannot make room: n_keep={n_keep} of n_ctx={self.n_ctx} leaves nothing to "
                 "discard; use a smaller n_keep or a larger n_ctx")
-        self.ctx.shift(n_keep, n_discard)
-        del self._tokens[n_keep:n_keep + n_discard]
+        self.evict(n_keep, n_discard)
 
     def _prefill(self, prompt: list[int]) -> np.ndarray:
         """Bring the cache to exactly `prompt`, evaluating only what is not cached yet;
