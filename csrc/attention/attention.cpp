@@ -225,6 +225,15 @@ void attend(const float* q, const float* q_group, const int32_t* q_pos, int64_t 
                     inv[r] = 1.0f;
                 }
             }
+            if (p.capture) {  // on request: each chosen head's row, indexed by key position
+                for (int64_t r = 0; r < group; ++r) {
+                    float* dst = p.capture->row(h0 + r, pq);  // (n_pos,)
+                    if (!dst) continue;
+                    const float* pr = scores.data() + r * n_kv;
+                    for (int64_t j = 0; j < n_kv; ++j)
+                        if (k_pos[j] < p.capture->n_pos) dst[k_pos[j]] = pr[j] * inv[r];
+                }
+            }
             for (int64_t j = 0; j < n_kv; ++j) {
                 const uint8_t* vrow = Rows::at(cache.v_row(layer, j), g * hd);
                 for (int64_t r = 0; r < group; ++r) {
@@ -400,7 +409,8 @@ void attention(const float* q, const float* q_group, const int32_t* q_pos, int64
                int64_t layer, int64_t n_kv, const AttentionParams& p, float* out, ThreadPool& pool, int n_threads) {
     // Few query rows per kv head (decode): read each cached row once, per row. Many rows
     // (prefill): convert tiles once and share them across a block of rows.
-    const bool tiled = n_tok * (p.n_head / p.n_head_kv) >= 16;
+    // A capture needs every row whole, so it takes the per-row path.
+    const bool tiled = n_tok * (p.n_head / p.n_head_kv) >= 16 && !p.capture;
     const bool f16 = cache.type() == KVType::F16;
     if (tiled && f16) attend_tiled<F16Rows>(q, q_group, q_pos, n_tok, cache, layer, n_kv, p, out, pool, n_threads);
     else if (tiled) attend_tiled<Q8Rows>(q, q_group, q_pos, n_tok, cache, layer, n_kv, p, out, pool, n_threads);

@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 
+#include "attention/capture.h"
 #include "attention/kv_cache.h"
 #include "attention/self_extend.h"
 #include "attention/transition.h"
@@ -18,6 +19,7 @@ struct AttentionParams {
     float scale = 1.0f;          // 1/sqrt(head_dim)
     SelfExtend self_extend;      // off unless window > 0 (the cache then holds grouped keys)
     TransitionLayer transition;  // this layer's Attention Transition bands; inactive unless set per prompt pass
+    const CaptureLayer* capture = nullptr;  // record this layer's probabilities (full-row path); null = off
 };
 
 // q: (n_tok, n_head * head_dim) rotated queries at positions q_pos (n_tok,); q_group: the

@@ -179,6 +179,7 @@ void Context::forward(const int32_t* tokens, const int32_t* pos, int64_t n, int6
             matmul(L.wv, xn, v, n, pool_, params_.n_threads);
         }
         attn_.transition = transition_layer(params_.transition, hp_.n_layer, l, prompt_len_);
+        attn_.capture = capture_ ? capture_->layer(l) : nullptr;
         attention_step(q, k, v, pos, n, cache_, l - n_gpu_, cell, rope_, attn_, qg_.data(), kg_.data(), att_.data(), pool_,
                        params_.n_threads);
         float* attn_out = tmp_.data();  // (n, E)
@@ -225,6 +226,14 @@ void Context::truncate(int64_t n_keep) {
         throw InvalidArgument("truncate: n_keep " + std::to_string(n_keep) + " is outside [0, " +
                               std::to_string(cache_.n_used()) + "]");
     cache_.set_used(n_keep);
+    if (capture_) capture_->forget_from(n_keep);
+}
+
+void Context::start_capture(std::vector<int32_t> layers, std::vector<int32_t> heads) {
+    if (n_gpu_ > 0)
+        throw InvalidArgument("attention capture reads the CPU attention loop: use n_gpu_layers 0 to capture");
+    capture_ = std::make_unique<AttentionCapture>(std::move(layers), std::move(heads), hp_.n_layer, hp_.n_head,
+                                                  cache_.n_ctx());
 }
 
 void Context::shift(int64_t n_keep, int64_t n_discard) {
@@ -238,6 +247,7 @@ void Context::shift(int64_t n_keep, int64_t n_discard) {
         throw InvalidArgument("context shift is not available with SelfExtend: SelfExtend reads past the training "
                               "context instead; raise n_ctx");
     if (gpu_) gpu_->shift(n_keep, n_discard, used);
+    if (capture_) capture_->forget_from(n_keep);  // shifted rows were computed in another context
     cache_.erase(n_keep, n_discard);
     // Cells after the gap move to earlier positions: rotate their keys back by n_discard.
     std::vector<int32_t> pos(cache_.positions(), cache_.positions() + cache_.n_used());

@@ -44,9 +44,15 @@ public:
     const Transition& transition() const { return params_.transition; }
     const ModelFile& model() const { return *model_; }
 
-    void reset() { cache_.set_used(0); }
+    void reset() { truncate(0); }
     void truncate(int64_t n_keep);                 // drop cells >= n_keep
     void shift(int64_t n_keep, int64_t n_discard);  // drop [n_keep, n_keep+n_discard), re-rotate the rest
+
+    // Attention capture (CPU layers only): from now on the chosen layers' and heads'
+    // probabilities are recorded by position; rows at positions the cache drops are cleared.
+    void start_capture(std::vector<int32_t> layers, std::vector<int32_t> heads);
+    void stop_capture() { capture_.reset(); }
+    const AttentionCapture* capture() const { return capture_.get(); }
 
 private:
     // One chunk: x (n, n_embd) in, logits of rows [first_logit, n) out (n_vocab each).
@@ -68,6 +74,7 @@ private:
     std::vector<float> x_, xn_, q_, k_, v_, qkv_, att_, tmp_, gate_, up_;
     std::vector<float> qg_, kg_;  // SelfExtend's grouped rotations, empty when it is off
     std::unique_ptr<cuda::DeviceLayers> gpu_;  // null unless n_gpu_layers > 0
+    std::unique_ptr<AttentionCapture> capture_;  // null unless a capture was asked for
 };
 
 }  // namespace pyllong

@@ -1,5 +1,6 @@
 // pyllong._core.Context: the forward pass over a KV cache. Native work releases the GIL.
 #include <pybind11/numpy.h>
+#include <pybind11/stl.h>
 
 #include <cmath>
 
@@ -69,6 +70,23 @@ void bind_context(py::module_& m) {
             if (!c.self_extend().enabled()) return py::none();
             return py::make_tuple(c.self_extend().group, c.self_extend().window);
         })
+        .def("start_capture", [](Context& c, std::vector<int32_t> layers, std::vector<int32_t> heads) {
+            c.start_capture(std::move(layers), std::move(heads));
+        }, py::arg("layers"), py::arg("heads"),
+           "Record the attention probabilities of these layers and heads from now on (CPU layers).")
+        .def("stop_capture", &Context::stop_capture)
+        .def("captured", [](const Context& c) -> py::object {
+            const AttentionCapture* cap = c.capture();
+            if (!cap) return py::none();
+            const auto L = static_cast<int64_t>(cap->layers().size()), H = static_cast<int64_t>(cap->heads().size());
+            const int64_t n = c.n_past(), N = cap->n_pos();
+            py::array_t<float> out({L, H, n, n});  // (layers, heads, query position, key position)
+            float* o = out.mutable_data();
+            for (int64_t m = 0; m < L * H; ++m)
+                for (int64_t r = 0; r < n; ++r)
+                    std::memcpy(o + (m * n + r) * n, cap->data() + (m * N + r) * N, n * sizeof(float));
+            return py::object(out);
+        }, "The captured probabilities (n_layer_sel, n_head_sel, n_past, n_past), or None when not capturing.")
         .def("reset", &Context::reset)
         .def("truncate", [](Context& c, int64_t n) { c.truncate(n); }, py::arg("n_keep"))
         .def("shift", [](Context& c, int64_t n_keep, int64_t n_discard) {
