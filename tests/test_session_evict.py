@@ -109,3 +109,28 @@ def test_evict_option_is_checked(path):
     m = Model(path, n_ctx=96, n_threads=1)
     with pytest.raises(pyllong.InvalidArgumentError, match="evict must be"):
         ChatSession(m, evict="drop")
+
+
+def test_pyllong_chat_evict_shift_matches_python(smollm2_path):
+    """pyllong-chat --evict shift against ChatSession(evict="shift"), greedy, over a chat that overflows."""
+    import json
+    import subprocess
+    from pathlib import Path
+
+    chat_bin = Path(__file__).resolve().parent.parent / "build" / "dev" / "pyllong-chat"
+    if not chat_bin.is_file():
+        pytest.fail("build pyllong-chat first: cmake -S . -B build/dev -G Ninja && ninja -C build/dev")
+    msgs = ["Tell me about the moon.", "And the sun?", "What about Mars?", "And Jupiter?", "Thanks, bye!"]
+    s = ChatSession(Model(smollm2_path, n_ctx=160, n_threads=2), system="You are an astronomer.", max_tokens=24,
+                    evict="shift", temperature=0)
+    expected = [str(s.send(m)) for m in msgs]
+    assert s.dropped_turns > 0 and s.shifted_tokens > 0, "the test must actually shift the cache"
+    res = subprocess.run([str(chat_bin), "-m", smollm2_path, "-c", "160", "-n", "24", "--temp", "0", "-t", "2",
+                          "--system", "You are an astronomer.", "--evict", "shift", "--json"],
+                         input=("\n".join(msgs) + "\n").encode(), capture_output=True, timeout=600)
+    assert res.returncode == 0, res.stderr.decode()
+    doc = json.loads(res.stdout)
+    assert [m["content"] for m in doc["messages"][1::2]] == expected
+    assert doc["dropped_turns"] == s.dropped_turns and doc["system"] == "You are an astronomer."
+    bad = subprocess.run([str(chat_bin), "--evict", "drop"], capture_output=True, timeout=60)
+    assert bad.returncode != 0 and b"rebuild or shift" in bad.stderr

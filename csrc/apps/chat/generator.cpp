@@ -70,6 +70,11 @@ void Generator::reset() {
     cached_.clear();
 }
 
+void Generator::evict(int64_t n_keep, int64_t n_discard) {
+    ctx_.shift(n_keep, n_discard);  // checks the counts against the cache
+    cached_.erase(cached_.begin() + n_keep, cached_.begin() + n_keep + n_discard);
+}
+
 std::vector<float> Generator::eval_tracked(const int32_t* tokens, int64_t n, int64_t prompt_len) {
     auto logits = ctx_.eval(tokens, n, false, prompt_len);
     cached_.insert(cached_.end(), tokens, tokens + n);

@@ -52,6 +52,11 @@ public:
 
     void reset();
 
+    // The token ids in the KV cache, and llama.cpp's context shift on them: drop cached
+    // [n_keep, n_keep + n_discard) and move the rest back without evaluating anything.
+    const std::vector<int32_t>& cached() const { return cached_; }
+    void evict(int64_t n_keep, int64_t n_discard);
+
 private:
     bool is_special(int32_t id) const;
     std::set<int32_t> find_eog_ids() const;

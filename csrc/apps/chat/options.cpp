@@ -101,6 +101,12 @@ std::vector<Option> option_table() {
              const int64_t bands = c2 == std::string::npos ? 2 : parse_int(n, v.substr(c2 + 1), 1, 64);
              o.transition = make_transition(alpha, beta, bands);
          }, true},
+        {"--evict", "MODE", "when the context fills, drop whole old turns (never the system prompt) and "
+                            "re-evaluate the rest (rebuild), or cut them out of the KV cache (shift) (default: rebuild)",
+         [](ChatOptions& o, auto& n, auto& v) {
+             if (v != "rebuild" && v != "shift") throw InvalidArgument(n + " must be rebuild or shift, got '" + v + "'");
+             o.evict_shift = v == "shift";
+         }},
         {"-n, --n-predict", "N", "max tokens per reply (default: " + std::to_string(d.n_predict) + ")",
          [](ChatOptions& o, auto& n, auto& v) { o.n_predict = parse_int(n, v, 0, int64_t(1) << 30); }},
         {"--temp", "T", "temperature; 0 = greedy (default: " + fmt(s.temperature) + ")",
