@@ -72,13 +72,14 @@ template <bool kVec8>
 __global__ void __launch_bounds__(kTile) attention_kernel(
     const float* __restrict__ q, const float* __restrict__ q_group, const int32_t* __restrict__ q_pos,
     const __half* __restrict__ kc, const __half* __restrict__ vc, const __half* __restrict__ kgc,
-    const int32_t* __restrict__ k_pos, int n_kv, int n_head, int n_head_kv, int hd, int kv_dim, float scale,
+    const int32_t* __restrict__ k_pos, const int32_t* __restrict__ step, int n_head, int n_head_kv, int hd, int kv_dim, float scale,
     int sliding_window, int se_window, int n_split, float* __restrict__ partial) {
     __shared__ float qs[kMaxHeadDim], qgs[kMaxHeadDim], p[kTile], red[kTile / 32];
     const int64_t row = blockIdx.x;  // t * n_head + h
     const int t = static_cast<int>(row / n_head), h = static_cast<int>(row % n_head);
     const int g = h / (n_head / n_head_kv), split = blockIdx.y, tid = threadIdx.x;
     const int32_t pq = q_pos[t];
+    const int n_kv = step[1];
     for (int d = tid; d < hd; d += kTile) {
         qs[d] = q[row * hd + d];
         if (q_group) qgs[d] = q_group[row * hd + d];
@@ -172,7 +173,7 @@ __global__ void merge_kernel(const float* __restrict__ partial, int n_split, int
     }
 }
 
-int splits(int64_t n_rows, int64_t n_kv) {
+int splits_for(int64_t n_rows, int64_t n_kv) {
     // Enough blocks for ~4 waves over 132 SMs; never a split of fewer than kKeysPerSplit keys.
     const int64_t want = (4 * 132 + n_rows - 1) / n_rows;
     const int64_t most = std::max<int64_t>(1, n_kv / kKeysPerSplit);
@@ -181,25 +182,25 @@ int splits(int64_t n_rows, int64_t n_kv) {
 
 }  // namespace
 
-int64_t attention_scratch_floats(int64_t n_tok, int64_t n_head, int64_t head_dim, int64_t n_kv) {
-    const int64_t rows = n_tok * n_head;
-    return rows * splits(rows, n_kv) * (head_dim + 2);
+int attention_splits(int64_t n_tok, int64_t n_head, int64_t n_kv_bound) { return splits_for(n_tok * n_head, n_kv_bound); }
+
+int64_t attention_scratch_floats(int64_t n_tok, int64_t n_head, int64_t head_dim, int n_split) {
+    return n_tok * n_head * n_split * (head_dim + 2);
 }
 
 void attention(const float* q, const float* q_group, const int32_t* q_pos, int64_t n_tok, const DeviceKV& kv,
-               const int32_t* k_pos, int64_t n_kv, const AttentionShape& s, float* out, float* partial,
-               int64_t partial_floats, cudaStream_t stream) {
+               const int32_t* k_pos, const int32_t* step, int n_split, const AttentionShape& s, float* out,
+               float* partial, int64_t partial_floats, cudaStream_t stream) {
     if (s.head_dim > kMaxHeadDim)
         throw InvalidArgument("the CUDA attention kernel supports head dimensions up to " +
                               std::to_string(kMaxHeadDim) + "; this model's is " + std::to_string(s.head_dim));
     const int64_t rows = n_tok * s.n_head;
-    const int n_split = splits(rows, n_kv);
     if (rows * n_split * (s.head_dim + 2) > partial_floats) throw Error("attention scratch too small (a pyllong bug)");
     const dim3 grid(static_cast<unsigned>(rows), static_cast<unsigned>(n_split));
     const bool vec8 = s.head_dim % 8 == 0 && kv.kv_dim % 8 == 0;
     const int se_window = s.self_extend.enabled() ? static_cast<int>(s.self_extend.window) : 0;
     auto args = [&](auto kernel) {
-        kernel<<<grid, kTile, 0, stream>>>(q, q_group, q_pos, kv.k, kv.v, kv.kg, k_pos, static_cast<int>(n_kv),
+        kernel<<<grid, kTile, 0, stream>>>(q, q_group, q_pos, kv.k, kv.v, kv.kg, k_pos, step,
                                            static_cast<int>(s.n_head), static_cast<int>(s.n_head_kv),
                                            static_cast<int>(s.head_dim), static_cast<int>(kv.kv_dim), s.scale,
                                            static_cast<int>(s.sliding_window), se_window, n_split, partial);
@@ -211,8 +212,8 @@ void attention(const float* q, const float* q_group, const int32_t* q_pos, int64
     check_launch("attention merge");
 }
 
-void attention_step(float* q, float* k, const float* v, int64_t n, int64_t cell, const DeviceKV& kv,
-                    const AttentionShape& s, const StepBuffers& b, float* out, cudaStream_t stream) {
+void attention_step(float* q, float* k, const float* v, int64_t n, const DeviceKV& kv, const AttentionShape& s,
+                    const StepBuffers& b, float* out, cudaStream_t stream) {
     const int64_t q_dim = s.n_head * s.head_dim, kv_dim = s.n_head_kv * s.head_dim;
     const bool se = s.self_extend.enabled();
     if (se) {  // grouped rotations first, from the unrotated q and k
@@ -223,8 +224,9 @@ void attention_step(float* q, float* k, const float* v, int64_t n, int64_t cell,
     }
     rope(q, b.pos, n, s.n_head, s.head_dim, b.n_rot, b.neox, b.inv_freq, stream);
     rope(k, b.pos, n, s.n_head_kv, s.head_dim, b.n_rot, b.neox, b.inv_freq, stream);
-    kv_store(kv, cell, k, v, se ? b.kg : nullptr, n, stream);
-    attention(q, se ? b.qg : nullptr, b.pos, n, kv, b.cell_pos, cell + n, s, out, b.partial, b.partial_floats, stream);
+    kv_store(kv, b.step, k, v, se ? b.kg : nullptr, n, b.pos, b.cell_pos, stream);
+    attention(q, se ? b.qg : nullptr, b.pos, n, kv, b.cell_pos, b.step, b.n_split, s, out, b.partial, b.partial_floats,
+              stream);
 }
 
 }  // namespace pyllong::cuda

@@ -54,6 +54,31 @@ private:
     size_t n_ = 0;
 };
 
+// Page-locked host memory of n elements of T: copies from it can be captured in a graph.
+template <class T>
+class PinnedBuffer {
+public:
+    PinnedBuffer() = default;
+    explicit PinnedBuffer(size_t n) : n_(n) {
+        if (n) check(cudaMallocHost(&p_, n * sizeof(T)), "cudaMallocHost");
+    }
+    PinnedBuffer(PinnedBuffer&& o) noexcept : p_(o.p_), n_(o.n_) { o.p_ = nullptr; o.n_ = 0; }
+    PinnedBuffer& operator=(PinnedBuffer&& o) noexcept {
+        if (this != &o) { release(); p_ = o.p_; n_ = o.n_; o.p_ = nullptr; o.n_ = 0; }
+        return *this;
+    }
+    PinnedBuffer(const PinnedBuffer&) = delete;
+    PinnedBuffer& operator=(const PinnedBuffer&) = delete;
+    ~PinnedBuffer() { release(); }
+    T* get() const { return p_; }
+    size_t size() const { return n_; }
+
+private:
+    void release() { if (p_) cudaFreeHost(p_); p_ = nullptr; }
+    T* p_ = nullptr;
+    size_t n_ = 0;
+};
+
 inline int blocks_for(int64_t n, int threads) { return static_cast<int>((n + threads - 1) / threads); }
 
 }  // namespace pyllong::cuda

@@ -3,7 +3,9 @@
 // with the device kernels. The architecture tables drive it the same way as on the CPU.
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 
 #include "core/fp16.h"
 #include "cuda/backend.h"
@@ -64,6 +66,7 @@ class Impl final : public DeviceLayers {
 public:
     Impl(const HParams& hp, const ModelWeights& w, const DeviceLayersParams& p);
     ~Impl() override {
+        if (decode_graph_) cudaGraphExecDestroy(decode_graph_);
         timer_.reset();
         if (stream_) cudaStreamDestroy(stream_);
     }
@@ -74,6 +77,7 @@ public:
     int64_t weight_bytes() const override { return weight_bytes_; }
 
 private:
+    void layers(int64_t n, int n_split, int64_t first_logit, bool logits);  // the kernels of one chunk
     void norm(const float* x, const DeviceBuffer<float>& w, const DeviceBuffer<float>& b, float* out, int64_t n);
     void mul(const Matrix& W, const float* x, float* y, int64_t n, const DeviceBuffer<float>& bias = {},
              bool accumulate = false);
@@ -97,7 +101,15 @@ private:
     Matrix output_;
     DeviceBuffer<double> inv_freq_;    // (n_rot/2,)
     DeviceBuffer<int32_t> cell_pos_;   // (n_ctx,) positions of the cache cells
-    DeviceBuffer<int32_t> chunk_pos_;  // (3, n_batch): positions, SelfExtend query and key positions
+    // (2 + 3 n_batch,): cell, n_kv, then the chunk's positions, SelfExtend query and key
+    // positions; staged in pinned memory and uploaded in one copy.
+    DeviceBuffer<int32_t> chunk_;
+    PinnedBuffer<int32_t> chunk_host_;
+    // Decode (one token, every layer on the device) replays a captured graph: kernel launches
+    // from the host cost more than most of these kernels take.
+    PinnedBuffer<float> x_host_, logits_host_;  // (n_embd,), (n_vocab,)
+    cudaGraphExec_t decode_graph_ = nullptr;
+    bool graphs_ = false;
     // Scratch for one chunk of up to n_batch tokens.
     DeviceBuffer<float> x_, xn_, q_, k_, v_, qkv_, att_, gate_, up_, qg_, kg_, partial_, logits_;
 };
@@ -123,7 +135,10 @@ Impl::Impl(const HParams& hp, const ModelWeights& w, const DeviceLayersParams& p
     }
     if (p.output) weight_bytes_ += bytes_of(w.output) + bytes_of(w.output_norm) + bytes_of(w.output_b);
     kv_bytes_ = n_gpu * p.n_ctx * kv_dim_ * 2 * (se ? 3 : 2);
-    const int64_t partial = (nb_ * hp.n_head + 1024) * (hp.head_dim + 2);
+    int64_t partial = 0;  // the attention scratch of the largest split of any chunk length
+    for (int64_t n = 1; n <= nb_; ++n)
+        partial = std::max(partial, attention_scratch_floats(n, hp.n_head, hp.head_dim,
+                                                             attention_splits(n, hp.n_head, p.n_ctx)));
     const int64_t scratch = 4 * (nb_ * (3 * E + 3 * q_dim_ + 3 * kv_dim_ + 3 * F + q_dim_ + 2 * kv_dim_) + partial +
                                  (p.output ? nb_ * hp.n_vocab : 0));
     const int64_t need = weight_bytes_ + kv_bytes_ + scratch + 8 * p.n_ctx;
@@ -167,7 +182,14 @@ Impl::Impl(const HParams& hp, const ModelWeights& w, const DeviceLayersParams& p
     const std::vector<double> inv = rope_inverse_frequencies(p_.rope);
     inv_freq_ = DeviceBuffer<double>(inv.data(), inv.size());
     cell_pos_ = DeviceBuffer<int32_t>(p.n_ctx);
-    chunk_pos_ = DeviceBuffer<int32_t>(3 * nb_);
+    chunk_ = DeviceBuffer<int32_t>(2 + 3 * nb_);
+    chunk_host_ = PinnedBuffer<int32_t>(2 + 3 * nb_);
+    const char* env = std::getenv("PYLLONG_CUDA_GRAPHS");
+    graphs_ = p.output && !timer_->on() && !(env && std::string(env) == "0");
+    if (graphs_) {
+        x_host_ = PinnedBuffer<float>(E);
+        logits_host_ = PinnedBuffer<float>(hp.n_vocab);
+    }
     x_ = DeviceBuffer<float>(nb_ * E);          // (n_batch, n_embd) residual stream
     xn_ = DeviceBuffer<float>(nb_ * E);         // (n_batch, n_embd) normed
     q_ = DeviceBuffer<float>(nb_ * q_dim_);     // (n_batch, n_head * head_dim)
@@ -201,39 +223,78 @@ void Impl::mul(const Matrix& W, const float* x, float* y, int64_t n, const Devic
 }
 
 void Impl::forward(float* x, const int32_t* cell_pos, int64_t n, int64_t cell, int64_t first_logit, float* logits) {
-    const int64_t E = hp_.n_embd, F = hp_.n_ff;
-    const ArchTable& arch = *hp_.arch;
+    const int64_t E = hp_.n_embd;
     const SelfExtend& se = p_.self_extend;
     timer_->call_begin();
     timer_->begin(PhaseTimer::Transfer);
-    check(cudaMemcpyAsync(x_.get(), x, n * E * sizeof(float), cudaMemcpyHostToDevice, stream_), "upload x");
-    // Cell positions: the chunk's, or all of them after a shift moved cells.
-    const int64_t from = positions_dirty_ ? 0 : cell;
-    check(cudaMemcpyAsync(cell_pos_.get() + from, cell_pos + from, (cell + n - from) * sizeof(int32_t),
-                          cudaMemcpyHostToDevice, stream_), "upload positions");
-    positions_dirty_ = false;
-    std::vector<int32_t> chunk(static_cast<size_t>(3 * n));  // (3, n): positions, grouped query, grouped key
-    for (int64_t t = 0; t < n; ++t) {
-        chunk[t] = cell_pos[cell + t];
-        chunk[n + t] = se.enabled() ? se.query_pos(chunk[t]) : 0;
-        chunk[2 * n + t] = se.enabled() ? se.key_pos(chunk[t]) : 0;
+    if (positions_dirty_) {  // a shift moved cells: all positions anew (the chunk's come with the chunk)
+        check(cudaMemcpyAsync(cell_pos_.get(), cell_pos, cell * sizeof(int32_t), cudaMemcpyHostToDevice, stream_),
+              "upload positions");
+        positions_dirty_ = false;
     }
-    check(cudaMemcpyAsync(chunk_pos_.get(), chunk.data(), chunk.size() * sizeof(int32_t), cudaMemcpyHostToDevice,
-                          stream_), "upload chunk positions");
+    int32_t* c = chunk_host_.get();  // cell, n_kv, then (3, n): positions, grouped query, grouped key
+    c[0] = static_cast<int32_t>(cell);
+    c[1] = static_cast<int32_t>(cell + n);
+    for (int64_t t = 0; t < n; ++t) {
+        const int32_t pos = cell_pos[cell + t];
+        c[2 + t] = pos;
+        c[2 + n + t] = se.enabled() ? se.query_pos(pos) : 0;
+        c[2 + 2 * n + t] = se.enabled() ? se.key_pos(pos) : 0;
+    }
+    const bool graph = graphs_ && n == 1 && logits;
+    if (graph) {
+        std::memcpy(x_host_.get(), x, E * sizeof(float));
+        if (!decode_graph_) {  // capture once: every launch reads cell and n_kv from the device
+            cudaGraph_t g = nullptr;
+            check(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal), "begin capture");
+            check(cudaMemcpyAsync(chunk_.get(), c, 5 * sizeof(int32_t), cudaMemcpyHostToDevice, stream_), "upload");
+            check(cudaMemcpyAsync(x_.get(), x_host_.get(), E * sizeof(float), cudaMemcpyHostToDevice, stream_), "upload");
+            layers(1, attention_splits(1, hp_.n_head, p_.n_ctx), 0, true);
+            check(cudaMemcpyAsync(logits_host_.get(), logits_.get(), hp_.n_vocab * sizeof(float),
+                                  cudaMemcpyDeviceToHost, stream_), "download logits");
+            check(cudaStreamEndCapture(stream_, &g), "end capture");
+            const cudaError_t e = cudaGraphInstantiate(&decode_graph_, g, 0);
+            cudaGraphDestroy(g);
+            check(e, "instantiate graph");
+        }
+        check(cudaGraphLaunch(decode_graph_, stream_), "graph launch");
+        check(cudaStreamSynchronize(stream_), "forward");
+        std::memcpy(logits, logits_host_.get(), hp_.n_vocab * sizeof(float));
+        timer_->end();
+        timer_->call_end();
+        return;
+    }
+    check(cudaMemcpyAsync(chunk_.get(), c, (2 + 3 * n) * sizeof(int32_t), cudaMemcpyHostToDevice, stream_), "upload");
+    check(cudaMemcpyAsync(x_.get(), x, n * E * sizeof(float), cudaMemcpyHostToDevice, stream_), "upload x");
     timer_->end();
+    layers(n, attention_splits(n, hp_.n_head, cell + n), first_logit, logits != nullptr);
+    if (!p_.output) {
+        check(cudaMemcpyAsync(x, x_.get(), n * E * sizeof(float), cudaMemcpyDeviceToHost, stream_), "download x");
+    } else if (logits) {
+        check(cudaMemcpyAsync(logits, logits_.get(), (n - first_logit) * hp_.n_vocab * sizeof(float),
+                              cudaMemcpyDeviceToHost, stream_), "download logits");
+    }
+    check(cudaStreamSynchronize(stream_), "forward");
+    timer_->call_end();
+}
 
+void Impl::layers(int64_t n, int n_split, int64_t first_logit, bool logits) {
+    const int64_t E = hp_.n_embd, F = hp_.n_ff;
+    const ArchTable& arch = *hp_.arch;
     AttentionShape shape;
     shape.n_head = hp_.n_head;
     shape.n_head_kv = hp_.n_head_kv;
     shape.head_dim = hp_.head_dim;
     shape.scale = 1.0f / std::sqrt(static_cast<float>(hp_.head_dim));
     shape.sliding_window = p_.sliding_window;
-    shape.self_extend = se;
+    shape.self_extend = p_.self_extend;
     StepBuffers sb;
-    sb.pos = chunk_pos_.get();
+    sb.step = chunk_.get();
+    sb.n_split = n_split;
+    sb.pos = chunk_.get() + 2;
     sb.cell_pos = cell_pos_.get();
-    sb.qpos_g = chunk_pos_.get() + n;
-    sb.kpos_g = chunk_pos_.get() + 2 * n;
+    sb.qpos_g = chunk_.get() + 2 + n;
+    sb.kpos_g = chunk_.get() + 2 + 2 * n;
     sb.qg = qg_.get();
     sb.kg = kg_.get();
     sb.partial = partial_.get();
@@ -253,7 +314,7 @@ void Impl::forward(float* x, const int32_t* cell_pos, int64_t n, int64_t cell, i
             mul(L.wk, xn, k, n);
             mul(L.wv, xn, v, n);
         }
-        timed(PhaseTimer::Attention, [&] { attention_step(q, k, v, n, cell, kv(L), shape, sb, att_.get(), stream_); });
+        timed(PhaseTimer::Attention, [&] { attention_step(q, k, v, n, kv(L), shape, sb, att_.get(), stream_); });
         mul(L.wo, att_.get(), xd, n, L.bo, /*accumulate=*/true);  // x += attention output
         // FFN input: the same normed x (parallel residual, phi2) or a second norm of x + attn.
         if (!arch.parallel_residual) norm(xd, L.ffn_norm, {}, xn, n);
@@ -274,17 +335,11 @@ void Impl::forward(float* x, const int32_t* cell_pos, int64_t n, int64_t cell, i
         }
         mul(L.w_down, up_.get(), xd, n, L.b_down, /*accumulate=*/true);  // x += FFN output
     }
-    if (!p_.output) {
-        check(cudaMemcpyAsync(x, xd, n * E * sizeof(float), cudaMemcpyDeviceToHost, stream_), "download x");
-    } else if (logits) {
+    if (p_.output && logits) {
         const int64_t n_out = n - first_logit;
         norm(xd + first_logit * E, out_norm_, out_norm_b_, xn, n_out);
         mul(output_, xn, logits_.get(), n_out, out_b_);
-        check(cudaMemcpyAsync(logits, logits_.get(), n_out * hp_.n_vocab * sizeof(float), cudaMemcpyDeviceToHost,
-                              stream_), "download logits");
     }
-    check(cudaStreamSynchronize(stream_), "forward");
-    timer_->call_end();
 }
 
 void Impl::shift(int64_t first, int64_t n, int64_t n_used) {
@@ -341,8 +396,16 @@ std::vector<float> attention_probe(const float* q, const float* k, const float* 
     DeviceBuffer<float> Q(q, n * q_dim), K(k, n * kv_dim), V(v, n * kv_dim), out(n * q_dim);
     DeviceBuffer<float> qg(se.enabled() ? chunk * q_dim : 0), kg(se.enabled() ? chunk * kv_dim : 0);
     DeviceBuffer<__half> kc(n * kv_dim), vc(n * kv_dim), kgc(se.enabled() ? n * kv_dim : 0);
-    const int64_t partial_floats = (chunk * n_head + 1024) * (head_dim + 2);
+    const int64_t partial_floats = attention_scratch_floats(chunk, n_head, head_dim, attention_splits(1, n_head, n)) +
+                                   attention_scratch_floats(chunk, n_head, head_dim, attention_splits(chunk, n_head, n));
     DeviceBuffer<float> partial(partial_floats);
+    DeviceBuffer<int32_t> cell_pos(n), steps(2 * ((n + chunk - 1) / chunk));  // (n_chunks, 2): cell, n_kv
+    std::vector<int32_t> step_host;
+    for (int64_t c = 0; c < n; c += chunk) {
+        step_host.push_back(static_cast<int32_t>(c));
+        step_host.push_back(static_cast<int32_t>(std::min(n, c + chunk)));
+    }
+    steps.upload(step_host.data(), step_host.size());
     std::vector<int32_t> pos(static_cast<size_t>(3 * n));  // (3, n): positions, grouped query, grouped key
     for (int64_t i = 0; i < n; ++i) {
         pos[i] = static_cast<int32_t>(i);
@@ -362,8 +425,10 @@ std::vector<float> attention_probe(const float* q, const float* k, const float* 
     for (int64_t c = 0; c < n; c += chunk) {
         const int64_t len = std::min(chunk, n - c);
         StepBuffers b;
+        b.step = steps.get() + 2 * (c / chunk);
+        b.n_split = attention_splits(len, n_head, c + len);
         b.pos = P.get() + c;
-        b.cell_pos = P.get();
+        b.cell_pos = cell_pos.get();
         b.qpos_g = P.get() + n + c;
         b.kpos_g = P.get() + 2 * n + c;
         b.qg = qg.get();
@@ -373,7 +438,7 @@ std::vector<float> attention_probe(const float* q, const float* k, const float* 
         b.inv_freq = inv_freq.get();
         b.n_rot = rope.n_rot;
         b.neox = rope.mode == RopeMode::NeoX;
-        attention_step(Q.get() + c * q_dim, K.get() + c * kv_dim, V.get() + c * kv_dim, len, c, kv, s, b,
+        attention_step(Q.get() + c * q_dim, K.get() + c * kv_dim, V.get() + c * kv_dim, len, kv, s, b,
                        out.get() + c * q_dim, nullptr);
     }
     check(cudaDeviceSynchronize(), "attention_probe");

@@ -43,9 +43,11 @@ struct DeviceKV {
     __half* kg = nullptr;  // keys at SelfExtend group positions, or null
     int64_t kv_dim = 0;
 };
-// Writes k, v, kg (n, kv_dim) f32 into cells [cell, cell + n) of the layer's cache.
-void kv_store(const DeviceKV& kv, int64_t cell, const float* k, const float* v, const float* kg, int64_t n,
-              cudaStream_t stream);
+// Writes k, v, kg (n, kv_dim) f32 into cells [cell, cell + n) of the layer's cache, cell =
+// step[0] read on the device (so a captured graph replays for any cell), and records the
+// cells' positions pos (n,) into cell_pos (null: leave them).
+void kv_store(const DeviceKV& kv, const int32_t* step, const float* k, const float* v, const float* kg, int64_t n,
+              const int32_t* pos, int32_t* cell_pos, cudaStream_t stream);
 
 struct AttentionShape {
     int64_t n_head = 0, n_head_kv = 0, head_dim = 0;
@@ -54,18 +56,22 @@ struct AttentionShape {
     SelfExtend self_extend;
 };
 // out (n_tok, n_head*hd): each query (rotated at q_pos; q_group at its group position when
-// SelfExtend is on, else null) attends to cells [0, n_kv) of kv, whose positions are
-// k_pos (n_kv,), under the causal / sliding-window mask and the SelfExtend pair rule.
-// partial: scratch of attention_scratch_floats(...) floats.
+// SelfExtend is on, else null) attends to cells [0, n_kv) of kv, n_kv = step[1] read on the
+// device, whose positions are k_pos, under the causal / sliding-window mask and the
+// SelfExtend pair rule. Keys are split n_split ways (attention_splits of an upper bound of
+// n_kv); partial: scratch of attention_scratch_floats(n_tok, ..., n_split) floats.
 void attention(const float* q, const float* q_group, const int32_t* q_pos, int64_t n_tok, const DeviceKV& kv,
-               const int32_t* k_pos, int64_t n_kv, const AttentionShape& s, float* out, float* partial,
-               int64_t partial_floats, cudaStream_t stream);
-int64_t attention_scratch_floats(int64_t n_tok, int64_t n_head, int64_t head_dim, int64_t n_kv);
+               const int32_t* k_pos, const int32_t* step, int n_split, const AttentionShape& s, float* out,
+               float* partial, int64_t partial_floats, cudaStream_t stream);
+int attention_splits(int64_t n_tok, int64_t n_head, int64_t n_kv_bound);
+int64_t attention_scratch_floats(int64_t n_tok, int64_t n_head, int64_t head_dim, int n_split);
 
 // Device arrays one attention step reads besides q, k, v.
 struct StepBuffers {
+    const int32_t* step = nullptr;      // (2,) cell, n_kv = cell + n: where this chunk goes
+    int n_split = 1;                    // attention_splits(n, n_head, an upper bound of n_kv)
     const int32_t* pos = nullptr;       // (n,) the chunk's positions
-    const int32_t* cell_pos = nullptr;  // (cell + n,) positions of every cell in use
+    int32_t* cell_pos = nullptr;        // (n_ctx,) positions of the cells; the chunk's are written
     const int32_t* qpos_g = nullptr;    // (n,) SelfExtend query positions, or null when off
     const int32_t* kpos_g = nullptr;    // (n,) SelfExtend key positions
     float* qg = nullptr;                // (n, n_head * hd) scratch for grouped queries
@@ -78,8 +84,9 @@ struct StepBuffers {
 };
 // One layer's attention for a chunk of n tokens, as attention_step on the CPU: rotates q
 // (n, q_dim) and k (n, kv_dim) in place (and the grouped copies when SelfExtend is on),
-// writes k, v into cells [cell, cell + n) of kv, attends over cells [0, cell + n) into out.
-void attention_step(float* q, float* k, const float* v, int64_t n, int64_t cell, const DeviceKV& kv,
-                    const AttentionShape& s, const StepBuffers& b, float* out, cudaStream_t stream);
+// writes k, v into cells [cell, cell + n) of kv, attends over cells [0, cell + n) into out
+// (cell from b.step, on the device).
+void attention_step(float* q, float* k, const float* v, int64_t n, const DeviceKV& kv, const AttentionShape& s,
+                    const StepBuffers& b, float* out, cudaStream_t stream);
 
 }  // namespace pyllong::cuda

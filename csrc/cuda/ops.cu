@@ -95,12 +95,15 @@ __global__ void rope_kernel(float* x, const int32_t* pos, int64_t n_tok, int64_t
 }
 
 __global__ void kv_store_kernel(__half* kc, __half* vc, __half* kgc, const float* k, const float* v, const float* kg,
-                                int64_t n) {
+                                int64_t n_tok, int64_t kv_dim, const int32_t* step, const int32_t* pos,
+                                int32_t* cell_pos) {
     const int64_t i = blockIdx.x * static_cast<int64_t>(kThreads) + threadIdx.x;
-    if (i >= n) return;
-    kc[i] = __float2half_rn(k[i]);
-    vc[i] = __float2half_rn(v[i]);
-    if (kgc) kgc[i] = __float2half_rn(kg[i]);
+    if (i >= n_tok * kv_dim) return;
+    const int64_t cell = step[0], o = cell * kv_dim + i;
+    kc[o] = __float2half_rn(k[i]);
+    vc[o] = __float2half_rn(v[i]);
+    if (kgc) kgc[o] = __float2half_rn(kg[i]);
+    if (i % kv_dim == 0 && cell_pos) cell_pos[cell + i / kv_dim] = pos[i / kv_dim];
 }
 
 int grid(int64_t n) { return blocks_for(n, kThreads); }
@@ -147,11 +150,10 @@ void rope(float* x, const int32_t* pos, int64_t n_tok, int64_t n_head, int64_t h
                                                                            neox, inv_freq);
     check_launch("rope");
 }
-void kv_store(const DeviceKV& kv, int64_t cell, const float* k, const float* v, const float* kg, int64_t n,
-              cudaStream_t stream) {
-    const int64_t off = cell * kv.kv_dim, count = n * kv.kv_dim;
-    kv_store_kernel<<<grid(count), kThreads, 0, stream>>>(kv.k + off, kv.v + off, kv.kg ? kv.kg + off : nullptr, k, v,
-                                                          kg, count);
+void kv_store(const DeviceKV& kv, const int32_t* step, const float* k, const float* v, const float* kg, int64_t n,
+              const int32_t* pos, int32_t* cell_pos, cudaStream_t stream) {
+    kv_store_kernel<<<grid(n * kv.kv_dim), kThreads, 0, stream>>>(kv.k, kv.v, kv.kg, k, v, kg, n, kv.kv_dim, step, pos,
+                                                                  cell_pos);
     check_launch("kv_store");
 }
 

@@ -1,6 +1,5 @@
 // pyllong._core.Context: the forward pass over a KV cache. Native work releases the GIL.
 #include <pybind11/numpy.h>
-#include <pybind11/stl.h>
 
 #include <cmath>
 
@@ -26,10 +25,7 @@ void bind_context(py::module_& m) {
             ContextParams p;
             if (!transition.is_none()) p.transition = transition_from_tuple(transition);
             p.kv_type = kv_type_from_name(kv_type);
-            if (!self_extend.is_none()) {
-                auto gw = self_extend.cast<std::pair<int64_t, int64_t>>();
-                p.self_extend = make_self_extend(gw.first, gw.second);
-            }
+            p.self_extend = self_extend_arg(self_extend);
             p.n_ctx = n_ctx;
             p.n_threads = n_threads;
             p.n_batch = n_batch;
@@ -96,27 +92,17 @@ void bind_context(py::module_& m) {
 
     // The production attention step (rotation, cache write, the one attention loop) on
     // caller-given q/k/v, for oracle tests of the attention policies.
-    m.def("attention_probe", [](py::array_t<float, py::array::c_style | py::array::forcecast> q,
-                                py::array_t<float, py::array::c_style | py::array::forcecast> k,
-                                py::array_t<float, py::array::c_style | py::array::forcecast> v, int64_t n_rot,
+    m.def("attention_probe", [](F32Array q, F32Array k, F32Array v, int64_t n_rot,
                                 float freq_base, bool neox, int64_t chunk, py::object self_extend,
                                 const std::string& kv_type, int n_threads, py::object transition) {
-        if (q.ndim() != 3 || k.ndim() != 3 || v.ndim() != 3)
-            throw InvalidArgument("q, k, v must be (n_tok, n_head, head_dim) arrays");
-        const int64_t n = q.shape(0), H = q.shape(1), D = q.shape(2), Hkv = k.shape(1);
-        if (k.shape(0) != n || v.shape(0) != n || k.shape(2) != D || v.shape(1) != Hkv || v.shape(2) != D ||
-            Hkv < 1 || H % Hkv != 0 || chunk < 1 || n_rot < 0 || n_rot > D || n_rot % 2)
-            throw InvalidArgument("attention_probe: inconsistent shapes or parameters");
+        const auto [n, H, Hkv, D] = probe_shape(q, k, v, n_rot, chunk);
         chunk = std::min(chunk, n);
         AttentionParams p;
         p.n_head = H;
         p.n_head_kv = Hkv;
         p.head_dim = D;
         p.scale = 1.0f / std::sqrt(static_cast<float>(D));
-        if (!self_extend.is_none()) {
-            auto gw = self_extend.cast<std::pair<int64_t, int64_t>>();
-            p.self_extend = make_self_extend(gw.first, gw.second);
-        }
+        p.self_extend = self_extend_arg(self_extend);
         // transition: (alpha, beta, bands, n_layer, layer): the probed layer's place in a model,
         // with the n probed tokens as the prompt.
         Transition tr;

@@ -15,8 +15,6 @@ namespace py = pybind11;
 
 namespace pyllong::python {
 
-using F32Array = py::array_t<float, py::array::c_style | py::array::forcecast>;
-
 void bind_cuda(py::module_& m) {
     m.def("cuda_built", &cuda::built, "Whether this build includes the CUDA backend.");
     m.def("cuda_device_count", &cuda::device_count, "Visible CUDA devices (0 without a GPU or a CUDA build).");
@@ -43,17 +41,8 @@ void bind_cuda(py::module_& m) {
 
     m.def("cuda_attention_probe", [](F32Array q, F32Array k, F32Array v, int64_t n_rot, float freq_base, bool neox,
                                      int64_t chunk, py::object self_extend) {
-        if (q.ndim() != 3 || k.ndim() != 3 || v.ndim() != 3)
-            throw InvalidArgument("q, k, v must be (n_tok, n_head, head_dim) arrays");
-        const int64_t n = q.shape(0), H = q.shape(1), D = q.shape(2), Hkv = k.shape(1);
-        if (k.shape(0) != n || v.shape(0) != n || k.shape(2) != D || v.shape(1) != Hkv || v.shape(2) != D ||
-            Hkv < 1 || H % Hkv != 0 || chunk < 1 || n_rot < 0 || n_rot > D || n_rot % 2)
-            throw InvalidArgument("cuda_attention_probe: inconsistent shapes or parameters");
-        SelfExtend se;
-        if (!self_extend.is_none()) {
-            auto gw = self_extend.cast<std::pair<int64_t, int64_t>>();
-            se = make_self_extend(gw.first, gw.second);
-        }
+        const auto [n, H, Hkv, D] = probe_shape(q, k, v, n_rot, chunk);
+        const SelfExtend se = self_extend_arg(self_extend);
         RopeParams rp;
         rp.mode = neox ? RopeMode::NeoX : RopeMode::Normal;
         rp.n_rot = n_rot;
