@@ -17,7 +17,8 @@ import gatt_eval  # noqa: E402
     ("banana", "Paris is the capital. BANANA", True), ("banana", "Paris. Banana!", True),
     ("banana", "BANANA is a fruit.", False), ("caps", "PARIS IS THE CAPITAL.", True),
     ("caps", "Paris is the capital.", False), ("short", "Paris.", True), ("short", "one two three four five six", False),
-    ("short", "", False)])
+    ("short", "", False), ("french", "La capitale de la France est Paris.", True),
+    ("french", "The capital of France is Paris.", False), ("french", "Paris.", False)])
 def test_rules(rule, reply, ok):
     assert gatt_eval.RULES[rule][1](reply) is ok
 

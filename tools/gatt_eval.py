@@ -34,7 +34,21 @@ QUESTIONS = [
     "What is the color of snow?", "Name a farm animal.",
 ]
 
+_FR = {"le", "la", "les", "de", "des", "du", "est", "et", "un", "une", "en", "sur", "je", "vous", "il", "elle", "que",
+       "qui", "pour", "dans", "avec", "sont", "pas", "au", "aux", "ce", "cette", "bien", "oui", "non", "l", "d"}
+_EN = {"the", "is", "a", "an", "of", "and", "are", "to", "in", "it", "that", "with", "for", "on", "this", "you", "yes",
+       "no", "i", "they", "be", "has", "have"}
+
+
+def _is_french(reply: str) -> bool:
+    """More French than English function words (a language check without a model)."""
+    words = re.findall(r"[a-zàâçéèêëîïôûùüÿœ]+", reply.lower())
+    fr, en = sum(w in _FR for w in words), sum(w in _EN for w in words)
+    return fr >= 1 and fr > en
+
+
 RULES = {
+    "french": ("Always answer in French.", _is_french),
     # name: (instruction, check(reply) -> bool)
     "banana": ("Always end every answer with the word BANANA.",
                lambda r: bool(re.search(r"banana\W*$", r.strip(), re.IGNORECASE))),
