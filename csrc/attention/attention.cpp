@@ -399,11 +399,24 @@ void attend_tiled(const float* q, const float* q_group, const int32_t* q_pos, in
     });
 }
 
-}  // namespace
-
-static void attend_banded_rows(const float* q, const float* q_group, const int32_t* q_pos, int64_t n_tok,
+// Attention Transition under a tiled prefill: the online softmax never holds a full row, so
+// the rows in this layer's bands are computed again on the full-row path, which edits them,
+// and overwrite the tiled result (a few percent of the prompt's rows in edited layers).
+void attend_banded_rows(const float* q, const float* q_group, const int32_t* q_pos, int64_t n_tok,
                         const KVCache& cache, int64_t layer, int64_t n_kv, const AttentionParams& p, float* out,
-                        ThreadPool& pool, int n_threads);
+                        ThreadPool& pool, int n_threads) {
+    std::vector<int64_t> rows;  // (n_banded,) token indices within this chunk
+    for (int64_t t = 0; t < n_tok; ++t)
+        if (p.transition.in_band(q_pos[t])) rows.push_back(t);
+    if (rows.empty()) return;
+    const auto n = static_cast<int64_t>(rows.size());
+    if (cache.type() == KVType::F16)
+        attend<F16Rows>(q, q_group, q_pos, n, cache, layer, n_kv, p, out, pool, n_threads, rows.data());
+    else
+        attend<Q8Rows>(q, q_group, q_pos, n, cache, layer, n_kv, p, out, pool, n_threads, rows.data());
+}
+
+}  // namespace
 
 void attention(const float* q, const float* q_group, const int32_t* q_pos, int64_t n_tok, const KVCache& cache,
                int64_t layer, int64_t n_kv, const AttentionParams& p, float* out, ThreadPool& pool, int n_threads) {
@@ -416,24 +429,8 @@ void attention(const float* q, const float* q_group, const int32_t* q_pos, int64
     else if (tiled) attend_tiled<Q8Rows>(q, q_group, q_pos, n_tok, cache, layer, n_kv, p, out, pool, n_threads);
     else if (f16) attend<F16Rows>(q, q_group, q_pos, n_tok, cache, layer, n_kv, p, out, pool, n_threads);
     else attend<Q8Rows>(q, q_group, q_pos, n_tok, cache, layer, n_kv, p, out, pool, n_threads);
-    if (tiled && p.transition.active()) attend_banded_rows(q, q_group, q_pos, n_tok, cache, layer, n_kv, p, out, pool, n_threads);
-}
-
-// Attention Transition under a tiled prefill: the online softmax never holds a full row, so
-// the rows in this layer's bands are computed again on the full-row path, which edits them,
-// and overwrite the tiled result (a few percent of the prompt's rows in edited layers).
-static void attend_banded_rows(const float* q, const float* q_group, const int32_t* q_pos, int64_t n_tok,
-                        const KVCache& cache, int64_t layer, int64_t n_kv, const AttentionParams& p, float* out,
-                        ThreadPool& pool, int n_threads) {
-    std::vector<int64_t> rows;  // (n_banded,) token indices within this chunk
-    for (int64_t t = 0; t < n_tok; ++t)
-        if (p.transition.in_band(q_pos[t])) rows.push_back(t);
-    if (rows.empty()) return;
-    const auto n = static_cast<int64_t>(rows.size());
-    if (cache.type() == KVType::F16)
-        attend<F16Rows>(q, q_group, q_pos, n, cache, layer, n_kv, p, out, pool, n_threads, rows.data());
-    else
-        attend<Q8Rows>(q, q_group, q_pos, n, cache, layer, n_kv, p, out, pool, n_threads, rows.data());
+    if (tiled && p.transition.active())
+        attend_banded_rows(q, q_group, q_pos, n_tok, cache, layer, n_kv, p, out, pool, n_threads);
 }
 
 void attention_step(float* q, float* k, const float* v, const int32_t* pos, int64_t n, KVCache& cache,

@@ -30,7 +30,9 @@ void transition_edit_row(float* p, int64_t n_keys, int64_t s, const TransitionLa
     float kept = 0;
     for (int64_t c = 0; c < ne; ++c) kept += p[c];
     const float removed = 1.0f - kept;  // E
-    // Keys that receive mass lie before s <= r, so they are all visible to the row.
+    // Keys that receive mass lie before s <= r, so they are all visible to the row. With the
+    // spec's bands s >= 2I (t >= 0), so the s == I branch never runs; it is kept as the spec
+    // (and the reference) state it, should the band formula change.
     const bool first_band = s == I;
     const int64_t m0 = first_band ? 0 : s - 2 * I, m1 = e - I;
     const float floor_w = first_band ? 0.001f : 0.01f;
