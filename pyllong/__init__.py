@@ -2,7 +2,7 @@
 import os as _os
 
 from .errors import (ContextOverflowError, ConvertError, DeviceError, Error, GGUFError, InvalidArgumentError,
-                     ModelIOError, PullError)
+                     MemoryFileError, ModelIOError, OutOfMemoryError, PullError, StateError)
 from ._core import GGUFFile, GGUFStringArray, GGUFTensor, ModelFile
 
 # In a wheel, the repository's models/ folder is installed as pyllong/models; in a source
@@ -11,6 +11,7 @@ if not _os.path.isdir(_os.path.join(_os.path.dirname(__file__), "models")):
     __path__.append(_os.path.dirname(_os.path.dirname(_os.path.abspath(__file__))))  # noqa: F821
 
 from .llama_compat import Llama  # noqa: E402
+from .memory import Memory  # noqa: E402
 from .model import Completion, CompletionStream, Model  # noqa: E402
 from .sampling import SamplingParams  # noqa: E402
 from .session import ChatSession  # noqa: E402
@@ -20,6 +21,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ChatSession", "Completion", "CompletionStream", "ContextOverflowError", "ConvertError", "Error", "GGUFError", "GGUFFile", "GGUFStringArray", "GGUFTensor",
-    "DeviceError", "InvalidArgumentError", "Llama", "ModelFile", "Model", "ModelIOError", "PullError", "SamplingParams",
-    "Transition",
+    "DeviceError", "InvalidArgumentError", "Llama", "Memory", "MemoryFileError", "ModelFile", "Model", "ModelIOError",
+    "OutOfMemoryError", "PullError", "SamplingParams", "StateError", "Transition",
 ]

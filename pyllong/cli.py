@@ -91,12 +91,36 @@ def cmd_info(a) -> int:
 # ---------------------------------------------------------------------------------------------
 # generate / chat / perplexity
 
+def _memory(a):
+    """A pyllong.Memory from the --memory options (None when none is given)."""
+    from .memory import Memory
+
+    if getattr(a, "memory_load", None):
+        return Memory.load(a.memory_load, mode=a.memory_mode, k=a.memory_k, cap=a.memory_cap)
+    if not getattr(a, "memory", False) and not any(
+            getattr(a, f"memory_{o}", None) for o in ("layers", "mode", "k", "cap", "last", "doc", "save", "index", "distance")):
+        return None
+    ivf = a.memory_index == "ivf"
+    return Memory(layers=a.memory_layers, mode=a.memory_mode or ("knn" if ivf else "fot"), k=a.memory_k or 64,
+                  cap=a.memory_cap, last_context_length=a.memory_last, index=a.memory_index or "exact",
+                  distance=a.memory_distance)
+
+
 def _load_model(a, **extra):
     from .model import Model
 
-    return Model(a.model, n_ctx=a.ctx, n_threads=a.threads, seed=a.seed, kv_type=a.kv_type,
-                 self_extend=a.self_extend, n_gpu_layers=a.n_gpu_layers, transition=getattr(a, "transition", None),
-                 context_shift=getattr(a, "context_shift", False), **extra)
+    memory = _memory(a)
+    model = Model(a.model, n_ctx=a.ctx, n_threads=a.threads, seed=a.seed, kv_type=a.kv_type,
+                  self_extend=a.self_extend, n_gpu_layers=a.n_gpu_layers, memory=memory,
+                  transition=getattr(a, "transition", None),
+                  context_shift=getattr(a, "context_shift", False), **extra)
+    if memory is not None and getattr(a, "memory_doc", None):
+        with open(a.memory_doc, encoding="utf-8") as f:
+            n = memory.add_document(f.read())
+        print(f"[memory: read {n} tokens of {a.memory_doc}]", file=sys.stderr)
+    if memory is not None and getattr(a, "memory_save", None):
+        memory.save(a.memory_save)
+    return model
 
 
 def _sampling(a) -> dict:
@@ -310,9 +334,15 @@ def _parse_depths(s: str) -> list[float]:
 def cmd_passkey(a) -> int:
     from . import passkey
 
-    n_ctx = a.ctx or max(a.lengths) + 64
+    memory = _memory(a) is not None
+    n_ctx = a.ctx or (None if memory else max(a.lengths) + 64)  # with memory, --ctx is the window W
     model = _load_model(argparse.Namespace(**{**vars(a), "ctx": n_ctx}))
     label = f"SelfExtend G={a.self_extend[0]}, W={a.self_extend[1]}" if a.self_extend else "plain attention"
+    if model.memory is not None:
+        m = model.memory
+        label = (f"kNN memory {m.mode}{f' k={m.k}' if m.mode == 'knn' else ''}{' ivf' if m.index == 'ivf' else ''} "
+                 f"layers {m.layers} W={m.window} "
+                 f"last={m.last_context_length}{f' distance={m.distance}' if m.distance else ''}")
 
     def show(r):
         if not a.json:
@@ -322,7 +352,8 @@ def cmd_passkey(a) -> int:
 
     recs = passkey.run(model, a.lengths, a.depths, a.trials, a.seed or 0, on_result=show)
     if a.json:
-        print(json.dumps({"model": model.path, "self_extend": a.self_extend, "records": recs}, indent=2))
+        print(json.dumps({"model": model.path, "self_extend": a.self_extend, "memory": label if memory else None,
+                          "records": recs}, indent=2))
     else:
         print(f"passkey accuracy, {label}, {model.path}")
         print(passkey.table(recs))
@@ -380,6 +411,33 @@ def _add_model_args(s, default_ctx_help: str) -> None:
                         "(default: off)")
 
 
+def _parse_layers(s: str) -> list[int]:
+    try:
+        return [int(x) for x in s.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--memory-layers takes layer indices like 6,12,18, got {s!r}") from None
+
+
+def _add_memory_args(s, documents: bool) -> None:
+    g = s.add_argument_group("kNN memory (LongLLaMA-style; --ctx is then the local window W, inputs may be longer)")
+    g.add_argument("--memory", action="store_true", help="attend to a kNN key-value memory of earlier text")
+    g.add_argument("--memory-layers", type=_parse_layers, default=None, metavar="L,L,..",
+                   help="memory layers (default: a quarter, half and three quarters deep)")
+    g.add_argument("--memory-mode", choices=["fot", "knn"], default=None, help="all memory keys, or top-k (default: fot)")
+    g.add_argument("--memory-k", type=int, default=None, help="knn: memory keys per query (default: 64)")
+    g.add_argument("--memory-index", choices=["exact", "ivf"], default=None,
+                   help="knn search: exact scan, or an approximate IVF index (default: exact)")
+    g.add_argument("--memory-distance", type=int, default=None, metavar="D",
+                   help="see every memory key D tokens back (default: LongLLaMA's, the query's window position)")
+    g.add_argument("--memory-cap", type=int, default=None, help="most tokens in memory, oldest dropped first")
+    g.add_argument("--memory-last", type=int, default=None, metavar="N",
+                   help="tokens of a long input kept in the window (default: W/2)")
+    g.add_argument("--memory-load", default=None, metavar="FILE", help="start from a memory saved with --memory-save")
+    if documents:
+        g.add_argument("--memory-doc", default=None, metavar="FILE", help="read this UTF-8 file into memory first")
+        g.add_argument("--memory-save", default=None, metavar="FILE", help="save the memory after --memory-doc")
+
+
 def _add_sampling_args(s, n_predict: int) -> None:
     g = s.add_argument_group("sampling (llama.cpp order: penalties, top-k, top-p, min-p, temperature)")
     g.add_argument("-n", "--n-predict", type=int, default=n_predict, help="most tokens to generate")
@@ -428,6 +486,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--stream", action=argparse.BooleanOptionalAction, default=True, help="print tokens as they come")
     s.add_argument("--context-shift", action="store_true", help="when the context fills, drop old tokens instead of failing")
     s.add_argument("-v", "--verbose", action="store_true", help="print token counts and the finish reason to stderr")
+    _add_memory_args(s, documents=True)
     _add_sampling_args(s, 128)
     s.set_defaults(func=cmd_generate)
 
@@ -439,6 +498,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="when the context fills, drop whole old turns (never the system prompt) and re-evaluate "
                         "the rest (rebuild), or cut them out of the KV cache without re-evaluating (shift)")
     s.add_argument("-p", "--prompt", default=None, help="one message: print the reply and exit")
+    _add_memory_args(s, documents=True)
     _add_sampling_args(s, 512)
     s.set_defaults(func=cmd_chat)
 
@@ -464,6 +524,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--trials", type=int, default=1, help="random keys per cell (default: 1)")
     s.add_argument("--json", action="store_true", help="print JSON records")
     s.add_argument("--plot", default=None, metavar="PNG", help="draw the length x depth grid")
+    _add_memory_args(s, documents=False)
     s.set_defaults(func=cmd_passkey)
 
     from . import quantize_model

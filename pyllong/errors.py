@@ -32,3 +32,15 @@ class DeviceError(Error, RuntimeError):
 class ConvertError(Error, ValueError):
     """A Hugging Face checkpoint cannot be converted: a file is missing or malformed, the
     architecture or a setting is unsupported, or shapes disagree with config.json."""
+
+
+class StateError(Error, ValueError):
+    """A saved state file is truncated, corrupted, or belongs to another model or context setup."""
+
+
+class OutOfMemoryError(Error, MemoryError):
+    """Not enough memory for the request (e.g. the KV cache of a huge n_ctx); the message says how many bytes."""
+
+
+class MemoryFileError(Error, ValueError):
+    """A saved kNN memory file is not one, is corrupted or truncated, or was made for another model."""

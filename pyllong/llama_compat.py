@@ -15,6 +15,15 @@ _IGNORED = ("main_gpu", "tensor_split", "vocab_only", "use_mmap", "use_mlock", "
             "rope_freq_scale", "chat_format", "last_n_tokens_size", "numa", "type_k", "type_v", "split_mode")
 
 
+class LlamaState:
+    """What llama-cpp-python's Llama.save_state() returns; here it holds Model.state_bytes()
+    (a checksummed pyllong state, see pyllong/state.py)."""
+
+    def __init__(self, data: bytes):
+        self.llama_state = data
+        self.llama_state_size = len(data)
+
+
 class Llama:
     """Holds a pyllong.Model (`.model`); everything not defined here is the Model's."""
 
@@ -66,6 +75,12 @@ class Llama:
 
     def create_chat_completion(self, messages, **kwargs):
         return self.model.create_chat_completion(messages, **kwargs)
+
+    def save_state(self) -> LlamaState:
+        return LlamaState(self.model.state_bytes())
+
+    def load_state(self, state: LlamaState) -> None:
+        self.model.load_state_bytes(state.llama_state if isinstance(state, LlamaState) else state)
 
     def close(self) -> None:
         self.model.close()

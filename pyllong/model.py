@@ -36,12 +36,12 @@ KV_TYPES = ("f16", "q8_0")
 StoppingCriterion = Callable[[np.ndarray, np.ndarray], bool]  # (input_ids, logits) -> stop?
 
 
-def _native_context(model_file, n_ctx, n_threads, n_batch, kv_type, self_extend=None, n_gpu_layers=0,
+def _native_context(model_file, n_ctx, n_threads, n_batch, kv_type, self_extend=None, n_gpu_layers=0, memory=None,
                     transition=None):
     if not hasattr(_core, "Context"):
         raise Error("this build of pyllong has no native forward pass (_core.Context); "
                     "rebuild the package from a source tree that includes it")
-    return _core.Context(model_file, n_ctx, n_threads, n_batch, kv_type, self_extend, n_gpu_layers, transition)
+    return _core.Context(model_file, n_ctx, n_threads, n_batch, kv_type, self_extend, n_gpu_layers, memory, transition)
 
 
 def self_extend_reach(n_ctx_train: int, group: int, window: int) -> int:
@@ -159,6 +159,8 @@ class Model:
     context_shift: when the context fills during generation, keep the first n_keep tokens and
     drop the oldest half of the rest instead of raising ContextOverflowError. n_keep: tokens
     kept by a shift (None = the BOS token when there is one, -1 = the whole prompt).
+    memory: a pyllong.Memory (kNN key-value memory, see pyllong/memory.py), or True for its
+    defaults; n_ctx is then the local window W and inputs may be longer than it.
     transition: Attention Transition on prompt passes (True = the reference alpha 0.5, beta 0.1,
     2 bands; a pyllong.Transition for others; None/False = off). Its bands depend on the prompt
     length N, so rows of a cached prefix keep what an earlier, shorter prompt gave them.
@@ -167,7 +169,7 @@ class Model:
     def __init__(self, model: Optional[str] = None, n_ctx: Optional[int] = None, n_threads: Optional[int] = None,
                  n_batch: int = 512, seed: Optional[int] = None, kv_type: str = "f16", context_shift: bool = False,
                  n_keep: Optional[int] = None, verbose: bool = False,
-                 self_extend: Optional[tuple[int, int]] = None, n_gpu_layers: int = 0,
+                 self_extend: Optional[tuple[int, int]] = None, n_gpu_layers: int = 0, memory=None,
                  transition: Union[bool, None, Transition] = None,
                  _context_factory: Optional[Callable[..., Any]] = None):
         from .hub import resolve
@@ -195,6 +197,9 @@ class Model:
             raise InvalidArgumentError(f"kv_type must be one of {', '.join(KV_TYPES)}, got {kv_type!r}")
         if n_keep is not None:
             n_keep = _check_int("n_keep", n_keep, -1, n_ctx - 1, " (it must leave room for new tokens)")
+        self.memory, mem_opts = self._memory_options(memory, hp, n_ctx, context_shift)
+        if mem_opts:
+            n_ctx = mem_opts["window"]
         self.n_ctx, self.n_threads, self.n_batch, self.kv_type = n_ctx, n_threads, n_batch, kv_type
         self.context_shift, self.n_keep = bool(context_shift), n_keep
         self.seed = seed
@@ -207,12 +212,20 @@ class Model:
             if self.n_gpu_layers:
                 raise InvalidArgumentError("transition runs in the CPU attention loop only; use n_gpu_layers=0 "
                                            "with it, or transition=None")
+            if mem_opts:
+                raise InvalidArgumentError("the kNN memory and the Attention Transition cannot be combined; "
+                                           "choose one")
             extra["transition"] = self.transition.as_tuple()
         if self.self_extend:
             self._ctx = (_context_factory or _native_context)(*factory_args, self.self_extend, **extra)
+        elif mem_opts:
+            if self.n_gpu_layers:
+                raise InvalidArgumentError("the kNN memory runs on the CPU: use n_gpu_layers=0 with memory")
+            self._ctx = (_context_factory or _native_context)(*factory_args, None, memory=mem_opts)
         else:
             self._ctx = (_context_factory or _native_context)(*factory_args, **extra)
         self._tokens: list[int] = []           # ids in the KV cache, in order
+        self._mirror_valid = True              # False while _tokens may not be a prefix of the cache
         self._prompt_len = 0                   # length of the current generation's prompt (for n_keep=-1)
         self._active: Optional[CompletionStream] = None
         self.n_evaluated = 0                   # tokens sent to the forward pass, for statistics and tests
@@ -221,6 +234,54 @@ class Model:
         self.eog_ids = self._find_eog_ids()
         self.chat_template = self.model_file.chat_template or CHATML_TEMPLATE
         self._chat_end_ids, self._chat_end_strings = self._chat_end_markers()
+        self._mem_base = (0, 0, None)  # memory size, evictions and (with a cap) a copy at the conversation start
+        if self.memory is not None:
+            self.memory._attach(self)
+
+    # -- kNN memory -----------------------------------------------------------------------
+
+    def _memory_options(self, memory, hp, n_ctx, context_shift):
+        if memory is None or memory is False:
+            return None, None
+        from .memory import Memory
+
+        if memory is True:
+            memory = Memory()
+        if not isinstance(memory, Memory):
+            raise InvalidArgumentError(f"memory must be a pyllong.Memory or True, got {memory!r}")
+        if self.self_extend:
+            raise InvalidArgumentError("memory cannot be combined with self_extend; choose one")
+        if context_shift:
+            raise InvalidArgumentError("memory cannot be combined with context_shift: the memory already takes "
+                                       "what leaves the window")
+        return memory, memory._resolve(int(hp["n_layer"]), n_ctx, self.model_file.gguf.metadata)
+
+    def _memory_set_base(self) -> None:
+        """What a new conversation starts from: the memory as it is now (documents)."""
+        native = self.ctx.memory
+        copy = native.copy() if self.memory.cap else None  # eviction cannot be undone by truncation
+        self._mem_base = (native.size, native.evicted, copy)
+        self._tokens = []
+
+    def _memory_base_state(self):
+        """A copy (_core.KVMemory) of the memory a new conversation starts from."""
+        size, evicted, copy = self._mem_base
+        if copy is not None:
+            return copy.copy()
+        state = self.ctx.memory.copy()
+        state.truncate(size)  # without a cap nothing is evicted: the base is the first `size` tokens
+        return state
+
+    def _memory_restore_base(self) -> None:
+        """Drop the conversation: empty window, memory back to its base."""
+        size, evicted, copy = self._mem_base
+        ctx = self.ctx
+        ctx.reset()
+        if copy is not None:
+            ctx.set_memory(copy)
+        elif ctx.memory.evicted == evicted:
+            ctx.memory.truncate(size)
+        self._tokens = []
 
     # -- lifetime -------------------------------------------------------------------------
 
@@ -265,23 +326,58 @@ class Model:
                 ids.add(int(toks[0]))
         return frozenset(ids)
 
+    # -- state ----------------------------------------------------------------------------
+
+    def save_state(self, path) -> None:
+        """Write the KV cache in use, its token ids and the sampler's generator to `path`
+        (versioned, checksummed, written atomically). See pyllong/state.py."""
+        from . import state
+        state.save_state(self, path)
+
+    def load_state(self, path) -> None:
+        """Restore a file from save_state. Raises StateError (the Model unchanged) if it is
+        truncated, corrupted, from another model, or does not fit this n_ctx / kv_type / self_extend."""
+        from . import state
+        state.load_state(self, path)
+
+    def state_bytes(self) -> bytes:
+        """save_state's contents as bytes."""
+        from . import state
+        return state.state_bytes(self)
+
+    def load_state_bytes(self, data: bytes) -> None:
+        from . import state
+        state.load_state_bytes(self, data)
+
     # -- the context ----------------------------------------------------------------------
 
     @property
     def n_past(self) -> int:
-        return len(self._tokens)
+        return len(self._tokens or ())
 
     @property
     def cached_tokens(self) -> list[int]:
         return list(self._tokens)
 
     def reset(self) -> None:
-        """Empty the KV cache."""
+        """Empty the KV cache. With memory: drop the conversation, keep the documents."""
+        if self.memory is not None:
+            self._memory_restore_base()
+            return
         self.ctx.reset()
         self._tokens = []
 
     def _sync(self) -> None:
         """Re-align the token mirror with the cache, e.g. after an eval interrupted by Ctrl-C."""
+        if self.memory is not None:
+            if self._tokens is None:  # an eval was interrupted: the window and memory are unknown
+                self._memory_restore_base()
+            return
+        if not self._mirror_valid:  # a shift or state load was interrupted: the mirror may not be a prefix
+            self.ctx.reset()
+            self._tokens = []
+            self._mirror_valid = True
+            return
         n = self.ctx.n_past
         if n != len(self._tokens):
             keep = min(n, len(self._tokens))
@@ -295,13 +391,34 @@ class Model:
             f"{self.n_ctx_train}), a shorter prompt or fewer max_tokens, or Model(context_shift=True)")
 
     def _eval_raw(self, tokens: Sequence[int], logits_all: bool) -> np.ndarray:
-        if self.n_past + len(tokens) > self.n_ctx:
+        if self.memory is None and self.n_past + len(tokens) > self.n_ctx:
             raise self._overflow(len(tokens))
         arr = np.asarray(tokens, dtype=np.int32)
-        out = self.ctx.eval(arr, logits_all)
-        self._tokens.extend(int(t) for t in arr)
-        self.n_evaluated += len(arr)
-        return out
+        if self.memory is not None:
+            # One native call: the memory's window logic splits a long prompt itself
+            # (LongLLaMA's last_context_length rule needs the whole prompt at once).
+            mirror = self._tokens
+            self._tokens = None  # while window and memory change: an interrupted eval leaves None
+            out = self.ctx.eval(arr, logits_all)
+            self._tokens = mirror
+            self._tokens.extend(int(t) for t in arr)
+            self.n_evaluated += len(arr)
+            return out
+        # One native call per n_batch chunk (the same chunks the native loop would make), so
+        # Ctrl-C lands between chunks of a long prefill instead of after all of it; the mirror
+        # grows chunk by chunk and _sync repairs whatever an interrupt leaves half done.
+        outs = []
+        # The Attention Transition's bands follow the whole call's length, not each chunk's.
+        n_prompt = {"prompt_len": self.n_past + len(arr) if len(arr) > 1 else 0} if self.transition else {}
+        for start in range(0, len(arr), self.n_batch):
+            chunk = arr[start:start + self.n_batch]
+            last = start + len(chunk) == len(arr)
+            out = self.ctx.eval(chunk, logits_all, **n_prompt)
+            self._tokens.extend(chunk.tolist())
+            self.n_evaluated += len(chunk)
+            if logits_all or last:
+                outs.append(out)
+        return outs[0] if len(outs) == 1 else np.concatenate(outs)
 
     def eval(self, tokens: Sequence[int], logits_all: bool = True) -> np.ndarray:
         """Append tokens to the context; return their logits, (n_tokens, n_vocab) float32
@@ -323,8 +440,10 @@ class Model:
                                f" (n_keep {n_keep} + n_discard must stay within the {self.n_past} cached tokens)")
         if n_discard == 0:
             return
+        self._mirror_valid = False  # until both halves below are done (an interrupt may fall between)
         self.ctx.shift(n_keep, n_discard)
         del self._tokens[n_keep:n_keep + n_discard]
+        self._mirror_valid = True
 
     def _shift(self) -> None:
         """Make room: keep the first n_keep tokens, drop the oldest half of the rest."""
@@ -347,6 +466,8 @@ class Model:
         return the logits row of the last prompt token."""
         if not prompt:
             raise InvalidArgumentError("the prompt is empty (no tokens); give some text")
+        if self.memory is not None:
+            return self._prefill_memory(prompt)
         if len(prompt) > self.n_ctx:
             raise ContextOverflowError(
                 f"the prompt has {len(prompt)} tokens but the context holds {self.n_ctx}; use a larger n_ctx "
@@ -362,6 +483,17 @@ class Model:
             del self._tokens[common:]
         self._prompt_len = len(prompt)
         return self._eval_raw(prompt[common:], False)[-1]
+
+    def _prefill_memory(self, prompt: list[int]) -> np.ndarray:
+        """With memory the window cannot be truncated: a prompt that continues the conversation
+        evaluates its new tokens, any other starts a new conversation from the documents."""
+        self._sync()
+        n = len(self._tokens)
+        if not (n < len(prompt) and prompt[:n] == self._tokens):
+            self._memory_restore_base()
+            n = 0
+        self._prompt_len = len(prompt)
+        return self._eval_raw(prompt[n:], False)[-1]
 
     # -- generation -----------------------------------------------------------------------
 
@@ -405,7 +537,8 @@ class Model:
         """The sampling loop. Yields text pieces; stores the Completion on `stream.result`."""
         rng = make_rng(opt.seed) if opt.seed is not None else self._rng
         sampler = Sampler(opt.sampling, self.n_vocab, rng)
-        max_tokens = opt.max_tokens if opt.max_tokens is not None else max(0, self.n_ctx - len(prompt))
+        max_tokens = opt.max_tokens if opt.max_tokens is not None else (
+            self.n_ctx if self.memory is not None else max(0, self.n_ctx - len(prompt)))
         stop_ids = self.eog_ids | frozenset(opt.stop_token_ids)
         text = TextAssembler(opt.stop)
         history = np.empty(len(prompt) + max_tokens, dtype=np.int32)  # prompt + generated, for penalties
@@ -439,7 +572,7 @@ class Model:
                     break
                 if i + 1 == max_tokens:
                     break  # the last token needs no forward pass
-                if self.n_past + 1 > self.n_ctx:
+                if self.memory is None and self.n_past + 1 > self.n_ctx:
                     if not self.context_shift:
                         raise self._overflow(1)
                     self._shift()

@@ -109,6 +109,9 @@ class ChatSession:
     def _fit(self, max_tokens: int) -> tuple[str, list[int], int]:
         """A prompt that leaves room for a reply (dropping old turns if needed) and the
         max_tokens that fits."""
+        if self.model.memory is not None:  # old turns move into the kNN memory: nothing to drop
+            text, tokens = self._prompt()
+            return text, tokens, max_tokens
         n_ctx = self.model.n_ctx
         want = min(max_tokens, max(1, n_ctx // 2))  # room to keep free for the reply
         dropped_any = False

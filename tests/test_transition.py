@@ -143,7 +143,7 @@ def test_attention_loop_matches_oracle(n, n_layer, layer, m, alpha, beta, chunk)
     q, k, v = (rng.standard_normal((n, h, D)).astype(np.float32) * 2 for h in (H, Hkv, Hkv))
     P, vh = full_attention(q, k, v)
     want = np.stack([oracle_edit_matrix(P[h], n, n_layer, layer, m, alpha, beta) @ vh[h] for h in range(H)], 1)
-    got = _core.attention_probe(q, k, v, 0, 10000.0, False, chunk, None, "f16", 2, (alpha, beta, m, n_layer, layer))
+    got = _core.attention_probe(q, k, v, 0, 10000.0, False, chunk, None, "f16", 2, transition=(alpha, beta, m, n_layer, layer))
     np.testing.assert_allclose(got, want, atol=2e-4, rtol=0)
     plain = _core.attention_probe(q, k, v, 0, 10000.0, False, chunk, None, "f16", 2)
     I, spans = oracle_bands(n, n_layer, layer, m)
@@ -158,7 +158,7 @@ def test_probe_layers_outside_the_edit_are_plain_exactly():
     q, k, v = (rng.standard_normal((450, h, 16)).astype(np.float32) for h in (2, 1, 1))
     plain = _core.attention_probe(q, k, v, 16, 10000.0, False, 64, None, "f16", 1)
     for layer in (0, 5, 6):  # first layer, last two of 7
-        got = _core.attention_probe(q, k, v, 16, 10000.0, False, 64, None, "f16", 1, (0.5, 0.1, 2, 7, layer))
+        got = _core.attention_probe(q, k, v, 16, 10000.0, False, 64, None, "f16", 1, transition=(0.5, 0.1, 2, 7, layer))
         np.testing.assert_array_equal(got, plain)
 
 
@@ -267,3 +267,20 @@ def test_pyllong_chat_transition_equals_python():
         assert res.stdout.decode() == want + "\n"
     bad = subprocess.run([str(chat_bin), "--transition=1", "-p", "x"], capture_output=True, timeout=60)
     assert bad.returncode != 0 and b"ALPHA,BETA" in bad.stderr
+
+
+def test_model_chunked_in_python_keeps_the_whole_prompt_length():
+    """Model feeds a long prompt to the native loop in n_batch pieces (Ctrl-C lands between
+    them): the bands must still follow the whole prompt, whose last piece may be one token."""
+    path = _model_path()
+    toks = _tokens(482, seed=4)  # 482 = 13 * 37 + 1: the last piece is a single token
+    one = pyllong.Model(path, n_ctx=512, n_threads=2, n_batch=512, transition=True).eval(toks)
+    pieces = pyllong.Model(path, n_ctx=512, n_threads=2, n_batch=37, transition=True).eval(toks)
+    np.testing.assert_allclose(pieces, one, atol=1e-4, rtol=0)
+    plain = pyllong.Model(path, n_ctx=512, n_threads=2, n_batch=37).eval(toks)
+    assert np.abs(pieces - plain).max() > 1e-3
+
+
+def test_transition_refuses_memory():
+    with pytest.raises(pyllong.InvalidArgumentError, match="cannot be combined"):
+        pyllong.Model(_model_path(), n_ctx=512, transition=True, memory=True)

@@ -5,188 +5,39 @@
 #include <cstring>
 #include <vector>
 
+#include "attention/kernels.h"
+#include "attention/memory_attention.h"
 #include "core/fp16.h"
-
-#if defined(__AVX2__) && defined(__F16C__) && defined(__FMA__)
-#include <immintrin.h>
-#define PYLLONG_ATTN_AVX2 1
-#endif
 
 namespace pyllong {
 
 namespace {
 
-#ifdef PYLLONG_ATTN_AVX2
-inline float hsum(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_hadd_ps(s, s);
-    s = _mm_hadd_ps(s, s);
-    return _mm_cvtss_f32(s);
-}
-#endif
-
-// x[i] = exp(x[i] - shift), with -inf entries (masked pairs) giving exactly 0; returns the
-// sum. Softmax spends most of its time here at long context, so AVX2 evaluates eight at
-// once with Cephes' expf polynomial (relative error ~1e-7).
-float exp_shifted_sum(float* x, int64_t n, float shift) {
-    int64_t i = 0;
-    float sum = 0;
-#ifdef PYLLONG_ATTN_AVX2
-    const __m256 vshift = _mm256_set1_ps(shift), ninf = _mm256_set1_ps(-INFINITY);
-    const __m256 hi = _mm256_set1_ps(88.3762626647949f), lo = _mm256_set1_ps(-88.3762626647949f);
-    const __m256 log2e = _mm256_set1_ps(1.44269504088896341f), half = _mm256_set1_ps(0.5f);
-    const __m256 c1 = _mm256_set1_ps(0.693359375f), c2 = _mm256_set1_ps(-2.12194440e-4f);
-    const __m256 one = _mm256_set1_ps(1.0f);
-    __m256 vsum = _mm256_setzero_ps();
-    for (; i + 8 <= n; i += 8) {
-        const __m256 raw = _mm256_loadu_ps(x + i);
-        const __m256 masked = _mm256_cmp_ps(raw, ninf, _CMP_EQ_OQ);
-        __m256 v = _mm256_max_ps(_mm256_min_ps(_mm256_sub_ps(raw, vshift), hi), lo);
-        __m256 fx = _mm256_floor_ps(_mm256_fmadd_ps(v, log2e, half));
-        v = _mm256_fnmadd_ps(fx, c1, v);
-        v = _mm256_fnmadd_ps(fx, c2, v);
-        __m256 y = _mm256_set1_ps(1.9875691500e-4f);
-        y = _mm256_fmadd_ps(y, v, _mm256_set1_ps(1.3981999507e-3f));
-        y = _mm256_fmadd_ps(y, v, _mm256_set1_ps(8.3334519073e-3f));
-        y = _mm256_fmadd_ps(y, v, _mm256_set1_ps(4.1665795894e-2f));
-        y = _mm256_fmadd_ps(y, v, _mm256_set1_ps(1.6666665459e-1f));
-        y = _mm256_fmadd_ps(y, v, _mm256_set1_ps(5.0000001201e-1f));
-        y = _mm256_fmadd_ps(y, _mm256_mul_ps(v, v), _mm256_add_ps(v, one));
-        const __m256i pow2n = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(fx), _mm256_set1_epi32(127)), 23);
-        y = _mm256_mul_ps(y, _mm256_castsi256_ps(pow2n));
-        y = _mm256_andnot_ps(masked, y);
-        _mm256_storeu_ps(x + i, y);
-        vsum = _mm256_add_ps(vsum, y);
-    }
-    sum = hsum(vsum);
-#endif
-    for (; i < n; ++i) {
-        x[i] = x[i] == -INFINITY ? 0.0f : std::exp(x[i] - shift);
-        sum += x[i];
-    }
-    return sum;
-}
-
-// How a cache row is read: the byte address of element `first` (a head's slice), the dot
-// product of an f32 query with n elements, and acc += w * row. One codec per KVType;
-// the attention loop below is written once over them.
-struct F16Rows {
-    static const uint8_t* at(const uint8_t* row, int64_t first) { return row + first * 2; }
-
-    static float dot(const float* q, const uint8_t* p, int64_t n) {
-        const auto* k = reinterpret_cast<const uint16_t*>(p);
-        int64_t i = 0;
-        float sum = 0;
-#ifdef PYLLONG_ATTN_AVX2
-        __m256 acc = _mm256_setzero_ps();
-        for (; i + 8 <= n; i += 8)
-            acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + i),
-                                  _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(k + i))), acc);
-        sum = hsum(acc);
-#endif
-        for (; i < n; ++i) sum += q[i] * fp16_to_fp32(k[i]);
-        return sum;
-    }
-
-    static void load(const uint8_t* p, float* out, int64_t n) {
-        const auto* v = reinterpret_cast<const uint16_t*>(p);
-        int64_t i = 0;
-#ifdef PYLLONG_ATTN_AVX2
-        for (; i + 8 <= n; i += 8)
-            _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(v + i))));
-#endif
-        for (; i < n; ++i) out[i] = fp16_to_fp32(v[i]);
-    }
-
-    static void axpy(float* acc, float w, const uint8_t* p, int64_t n) {
-        const auto* v = reinterpret_cast<const uint16_t*>(p);
-        int64_t i = 0;
-#ifdef PYLLONG_ATTN_AVX2
-        const __m256 wv = _mm256_set1_ps(w);
-        for (; i + 8 <= n; i += 8) {
-            const __m256 vv = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(v + i)));
-            _mm256_storeu_ps(acc + i, _mm256_fmadd_ps(wv, vv, _mm256_loadu_ps(acc + i)));
-        }
-#endif
-        for (; i < n; ++i) acc[i] += w * fp16_to_fp32(v[i]);
-    }
-};
-
-// q8_0: blocks of {f16 d; int8 q[32]} (34 bytes); heads start on block boundaries
-// (head_dim % 32 == 0 is checked when the context is made).
-struct Q8Rows {
-    static constexpr int64_t kBlock = 32, kBytes = 34;
-    static const uint8_t* at(const uint8_t* row, int64_t first) { return row + first / kBlock * kBytes; }
-
-    static float block_scale(const uint8_t* b) {
-        uint16_t h;
-        std::memcpy(&h, b, 2);
-        return fp16_to_fp32(h);
-    }
-
-    static float dot(const float* q, const uint8_t* p, int64_t n) {
-        float sum = 0;
-        for (int64_t b = 0; b < n / kBlock; ++b, p += kBytes, q += kBlock) {
-            const auto* x = reinterpret_cast<const int8_t*>(p + 2);
-            float s = 0;
-#ifdef PYLLONG_ATTN_AVX2
-            __m256 acc = _mm256_setzero_ps();
-            for (int i = 0; i < kBlock; i += 8) {
-                const __m256 xv = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(x + i))));
-                acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), xv, acc);
-            }
-            s = hsum(acc);
-#else
-            for (int i = 0; i < kBlock; ++i) s += q[i] * x[i];
-#endif
-            sum += block_scale(p) * s;
-        }
-        return sum;
-    }
-
-    static void load(const uint8_t* p, float* out, int64_t n) {
-        for (int64_t b = 0; b < n / kBlock; ++b, p += kBytes, out += kBlock) {
-            const float d = block_scale(p);
-            const auto* x = reinterpret_cast<const int8_t*>(p + 2);
-            for (int i = 0; i < kBlock; ++i) out[i] = d * x[i];
-        }
-    }
-
-    static void axpy(float* acc, float w, const uint8_t* p, int64_t n) {
-        for (int64_t b = 0; b < n / kBlock; ++b, p += kBytes, acc += kBlock) {
-            const float wd = w * block_scale(p);
-            const auto* x = reinterpret_cast<const int8_t*>(p + 2);
-#ifdef PYLLONG_ATTN_AVX2
-            const __m256 wv = _mm256_set1_ps(wd);
-            for (int i = 0; i < kBlock; i += 8) {
-                const __m256 xv = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(x + i))));
-                _mm256_storeu_ps(acc + i, _mm256_fmadd_ps(wv, xv, _mm256_loadu_ps(acc + i)));
-            }
-#else
-            for (int i = 0; i < kBlock; ++i) acc[i] += wd * x[i];
-#endif
-        }
-    }
-};
+using namespace attn;
 
 // Work items are (token, kv head): the `group` query heads that share a kv head are
 // scored together, so each cached key and value row is read once per token, not once
 // per query head (GQA decode at depth is bound by reading the cache).
 // Full rows: this path holds each row's whole probability vector, so it is also where the
-// Attention Transition edits banded rows. `only` (n_tok,), when given, lists the tokens to
-// compute (the banded rows of a tiled prefill); else tokens 0 .. n_tok-1.
+// Attention Transition edits banded rows and a capture records rows. `only` (n_tok,), when
+// given, lists the tokens to compute (the banded rows of a tiled prefill); else 0 .. n_tok-1.
 template <class Rows>
-void attend(const float* q, const float* q_group, const int32_t* q_pos, int64_t n_tok, const KVCache& cache,
-            int64_t layer, int64_t n_kv, const AttentionParams& p, float* out, ThreadPool& pool, int n_threads,
-            const int64_t* only = nullptr) {
+void attend(const float* q, const float* q_group, const float* q_mem, const int32_t* q_pos, int64_t n_tok,
+            const KVCache& cache, int64_t layer, int64_t n_kv, const AttentionParams& p, float* out, ThreadPool& pool,
+            int n_threads, const int64_t* only = nullptr) {
     const int64_t hd = p.head_dim, group = p.n_head / p.n_head_kv;
     const int32_t* k_pos = cache.positions();
     const SelfExtend& se = p.self_extend;
     const TransitionLayer& tl = p.transition;
     const int64_t n_items = n_tok * p.n_head_kv;
+    const MemoryPolicy mp = memory_policy(p, layer, q, q_mem);
+    const int64_t n_split = memory_split(mp, n_items, n_threads);  // > 1: memory folded after this loop
+    std::vector<float> rows_m(n_split > 1 ? n_tok * p.n_head : 0), rows_l(rows_m.size());  // (n_tok * n_head,)
     pool.run(n_threads, [&](int ith, int nth) {
         std::vector<float> scores(static_cast<size_t>(group * n_kv));  // (group, n_kv)
-        std::vector<float> mx(static_cast<size_t>(group)), inv(static_cast<size_t>(group));
+        std::vector<float> mx(static_cast<size_t>(group)), sum(static_cast<size_t>(group));  // (group,) softmax state
+        std::vector<float> mem_scores;                      // (group, n_mem)
+        std::vector<std::pair<float, int32_t>> mem_cand;    // (n_mem,)
         for (int64_t item = ith; item < n_items; item += nth) {
             const int64_t t = only ? only[item / p.n_head_kv] : item / p.n_head_kv, g = item % p.n_head_kv;
             const int64_t h0 = g * group;  // first query head of this kv head
@@ -213,16 +64,16 @@ void attend(const float* q, const float* q_group, const int32_t* q_pos, int64_t 
                 }
             }
             std::fill(o, o + group * hd, 0.0f);
-            for (int64_t r = 0; r < group; ++r) {
-                if (mx[r] == -INFINITY) { inv[r] = 0; continue; }  // nothing visible (not for causal self-attention)
-                inv[r] = 1.0f / exp_shifted_sum(scores.data() + r * n_kv, n_kv, mx[r]);
-            }
+            for (int64_t r = 0; r < group; ++r)  // nothing visible gives 0 (not for causal self-attention)
+                sum[r] = mx[r] == -INFINITY ? 0.0f : exp_shifted_sum(scores.data() + r * n_kv, n_kv, mx[r]);
             if (tl.active() && tl.in_band(pq)) {  // normalize, edit, then P.V with the edited weights
                 for (int64_t r = 0; r < group; ++r) {
+                    if (sum[r] == 0.0f) continue;
                     float* pr = scores.data() + r * n_kv;  // (n_kv,) row r's probabilities
-                    for (int64_t j = 0; j < n_kv; ++j) pr[j] *= inv[r];
+                    const float inv = 1.0f / sum[r];
+                    for (int64_t j = 0; j < n_kv; ++j) pr[j] *= inv;
                     transition_edit_row(pr, n_kv, tl.band_start(pq), tl);
-                    inv[r] = 1.0f;
+                    sum[r] = 1.0f;
                 }
             }
             if (p.capture) {  // on request: each chosen head's row, indexed by key position
@@ -230,106 +81,55 @@ void attend(const float* q, const float* q_group, const int32_t* q_pos, int64_t 
                     float* dst = p.capture->row(h0 + r, pq);  // (n_pos,)
                     if (!dst) continue;
                     const float* pr = scores.data() + r * n_kv;
+                    const float inv = sum[r] > 0 ? 1.0f / sum[r] : 0.0f;
                     for (int64_t j = 0; j < n_kv; ++j)
-                        if (k_pos[j] < p.capture->n_pos) dst[k_pos[j]] = pr[j] * inv[r];
+                        if (k_pos[j] < p.capture->n_pos) dst[k_pos[j]] = pr[j] * inv;
                 }
             }
             for (int64_t j = 0; j < n_kv; ++j) {
                 const uint8_t* vrow = Rows::at(cache.v_row(layer, j), g * hd);
                 for (int64_t r = 0; r < group; ++r) {
                     const float w = scores[r * n_kv + j];
-                    if (w != 0.0f) Rows::axpy(o + r * hd, w * inv[r], vrow, hd);
+                    if (w != 0.0f) Rows::axpy(o + r * hd, w, vrow, hd);
                 }
+            }
+            if (n_split > 1) {  // the split memory pass below merges and normalizes
+                std::copy(mx.begin(), mx.end(), rows_m.begin() + t * p.n_head + h0);
+                std::copy(sum.begin(), sum.end(), rows_l.begin() + t * p.n_head + h0);
+                continue;
+            }
+            if (mp.n() > 0)
+                fold_memory_rows(mp.q + (t * p.n_head + h0) * hd, group, mp.head(g), mp, hd, p.scale, mx.data(), sum.data(),
+                                 o, mem_scores, mem_cand);
+            for (int64_t r = 0; r < group; ++r) {
+                const float inv = sum[r] > 0 ? 1.0f / sum[r] : 0.0f;
+                for (int64_t d = 0; d < hd; ++d) o[r * hd + d] *= inv;
             }
         }
     });
+    if (n_split > 1) fold_memory_split(n_tok, p, mp, n_split, rows_m, rows_l, out, pool, n_threads);
 }
 
-
-// The two inner products of the tiled loop, for one query row against one tile:
-//   sc[jj] = q . K[jj]   with K transposed, (hd, kTileKeys)
-//   a[:]  += sum_jj w[jj] * V[jj]   with V (kTileKeys, hd)
-// AVX2 keeps the 64 scores (8 registers) and the row's accumulator (hd/8 registers, hd <=
-// 128) in registers; other shapes and ISAs take the plain loops.
-inline void tile_scores(const float* qv, const float* kt, int64_t hd, int64_t tile, float* sc) {
-#ifdef PYLLONG_ATTN_AVX2
-    if (tile == 64) {
-        __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0, s7 = s0;
-        for (int64_t d = 0; d < hd; ++d) {
-            const __m256 qd = _mm256_broadcast_ss(qv + d);
-            const float* k = kt + d * 64;
-            s0 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(k + 0), s0);
-            s1 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(k + 8), s1);
-            s2 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(k + 16), s2);
-            s3 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(k + 24), s3);
-            s4 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(k + 32), s4);
-            s5 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(k + 40), s5);
-            s6 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(k + 48), s6);
-            s7 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(k + 56), s7);
-        }
-        _mm256_storeu_ps(sc + 0, s0); _mm256_storeu_ps(sc + 8, s1); _mm256_storeu_ps(sc + 16, s2);
-        _mm256_storeu_ps(sc + 24, s3); _mm256_storeu_ps(sc + 32, s4); _mm256_storeu_ps(sc + 40, s5);
-        _mm256_storeu_ps(sc + 48, s6); _mm256_storeu_ps(sc + 56, s7);
-        return;
-    }
-#endif
-    std::fill(sc, sc + tile, 0.0f);
-    for (int64_t d = 0; d < hd; ++d) {
-        const float qd = qv[d];
-        const float* k = kt + d * tile;
-        for (int64_t jj = 0; jj < tile; ++jj) sc[jj] += qd * k[jj];
-    }
-}
-
-#ifdef PYLLONG_ATTN_AVX2
-template <int HD8>
-void tile_accumulate_avx2(float* a, const float* w, const float* vt, int64_t nk) {
-    __m256 acc[HD8];
-    for (int i = 0; i < HD8; ++i) acc[i] = _mm256_loadu_ps(a + 8 * i);
-    for (int64_t jj = 0; jj < nk; ++jj) {
-        if (w[jj] == 0.0f) continue;
-        const __m256 wv = _mm256_set1_ps(w[jj]);
-        const float* v = vt + jj * HD8 * 8;
-        for (int i = 0; i < HD8; ++i) acc[i] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(v + 8 * i), acc[i]);
-    }
-    for (int i = 0; i < HD8; ++i) _mm256_storeu_ps(a + 8 * i, acc[i]);
-}
-#endif
-
-inline void tile_accumulate(float* a, const float* w, const float* vt, int64_t hd, int64_t nk) {
-#ifdef PYLLONG_ATTN_AVX2
-    switch (hd) {
-        case 64: return tile_accumulate_avx2<8>(a, w, vt, nk);
-        case 128: return tile_accumulate_avx2<16>(a, w, vt, nk);
-        case 32: return tile_accumulate_avx2<4>(a, w, vt, nk);
-        case 96: return tile_accumulate_avx2<12>(a, w, vt, nk);
-        case 80: return tile_accumulate_avx2<10>(a, w, vt, nk);
-        default: break;
-    }
-#endif
-    for (int64_t jj = 0; jj < nk; ++jj) {
-        if (w[jj] == 0.0f) continue;
-        const float* v = vt + jj * hd;
-        for (int64_t d = 0; d < hd; ++d) a[d] += w[jj] * v[d];
-    }
-}
 
 // Prefill: many query rows per kv head. Keys and values are converted to f32 once per
 // tile of kTileKeys cells and shared by a block of kRowBlock query rows; scores use the
 // transposed key tile (one broadcast-FMA per dimension for all keys of the tile, no
 // horizontal sums) and a running (online) softmax per row, as flash attention does.
 // Same mask and SelfExtend policy as the per-row loop above.
-constexpr int64_t kTileKeys = 64, kRowBlock = 32;
+constexpr int64_t kRowBlock = 32;
 
 template <class Rows>
-void attend_tiled(const float* q, const float* q_group, const int32_t* q_pos, int64_t n_tok, const KVCache& cache,
-                  int64_t layer, int64_t n_kv, const AttentionParams& p, float* out, ThreadPool& pool,
-                  int n_threads) {
+void attend_tiled(const float* q, const float* q_group, const float* q_mem, const int32_t* q_pos, int64_t n_tok,
+                  const KVCache& cache, int64_t layer, int64_t n_kv, const AttentionParams& p, float* out,
+                  ThreadPool& pool, int n_threads) {
     const int64_t hd = p.head_dim, group = p.n_head / p.n_head_kv;
     const int64_t n_rows = n_tok * group, n_blocks = (n_rows + kRowBlock - 1) / kRowBlock;
     const int32_t* k_pos = cache.positions();
     const SelfExtend& se = p.self_extend;
+    const MemoryPolicy mp = memory_policy(p, layer, q, q_mem);
     pool.run(n_threads, [&](int ith, int nth) {
+        std::vector<float> mem_scores;                    // (n_mem,) knn: one row's memory scores
+        std::vector<std::pair<float, int32_t>> mem_cand;  // (n_mem,)
         std::vector<float> kt(static_cast<size_t>(hd * kTileKeys));   // (hd, kTileKeys) keys, transposed
         std::vector<float> kgt(se.enabled() ? kt.size() : 0);          // (hd, kTileKeys) grouped keys
         std::vector<float> vt(static_cast<size_t>(kTileKeys * hd));   // (kTileKeys, hd) values
@@ -368,26 +168,28 @@ void attend_tiled(const float* q, const float* q_group, const int32_t* q_pos, in
                     if (row_grouped) {
                         tile_scores(q_group + (t * p.n_head + h) * hd, kgt.data(), hd, kTileKeys, sg);
                     }
-                    float tmax = -INFINITY;
                     for (int64_t jj = 0; jj < nk; ++jj) {
                         const int32_t pk = k_pos[j0 + jj];
                         const bool visible = pk <= pq && (p.sliding_window == 0 || pq - pk < p.sliding_window);
                         const float s = row_grouped && se.grouped(pq, pk) ? sg[jj] : sc[jj];
                         sc[jj] = visible ? s * p.scale : -INFINITY;
-                        tmax = std::max(tmax, sc[jj]);
                     }
-                    if (tmax == -INFINITY) continue;
-                    const float m_new = std::max(m[r], tmax);
-                    const float c = std::exp(m[r] - m_new);  // rescales what was summed so far
                     float* a = acc.data() + r * hd;
-                    if (c != 1.0f) {
-                        l[r] *= c;
-                        for (int64_t d = 0; d < hd; ++d) a[d] *= c;
-                    }
-                    m[r] = m_new;
-                    l[r] += exp_shifted_sum(sc, nk, m_new);
-                    tile_accumulate(a, sc, vt.data(), hd, nk);
+                    if (online_softmax_step(sc, nk, m[r], l[r], a, hd)) tile_accumulate(a, sc, vt.data(), hd, nk);
                 }
+            }
+            // Memory (no mask, no rotation): fot folds it as more tiles; knn scans per row.
+            const MemoryHead mh = mp.n() > 0 ? mp.head(g) : MemoryHead{};
+            if (!mp.knn && mh.n > 0) {
+                const float* rows[kRowBlock];  // the block's query rows for memory scores
+                for (int64_t r = 0; r < nr; ++r)
+                    rows[r] = mp.q + ((r0 + r) / group * p.n_head + g * group + (r0 + r) % group) * hd;
+                fold_memory_tiles(rows, nr, mh, hd, p.scale, m, l, acc.data(), kt, vt, row);
+            }
+            for (int64_t r = 0; mp.knn && mh.n > 0 && r < nr; ++r) {
+                const int64_t t = (r0 + r) / group, h = g * group + (r0 + r) % group;
+                fold_memory_rows(mp.q + (t * p.n_head + h) * hd, 1, mh, mp, hd, p.scale, m + r, l + r,
+                                 acc.data() + r * hd, mem_scores, mem_cand);
             }
             for (int64_t r = 0; r < nr; ++r) {
                 const int64_t t = (r0 + r) / group, h = g * group + (r0 + r) % group;
@@ -402,35 +204,36 @@ void attend_tiled(const float* q, const float* q_group, const int32_t* q_pos, in
 // Attention Transition under a tiled prefill: the online softmax never holds a full row, so
 // the rows in this layer's bands are computed again on the full-row path, which edits them,
 // and overwrite the tiled result (a few percent of the prompt's rows in edited layers).
-void attend_banded_rows(const float* q, const float* q_group, const int32_t* q_pos, int64_t n_tok,
-                        const KVCache& cache, int64_t layer, int64_t n_kv, const AttentionParams& p, float* out,
-                        ThreadPool& pool, int n_threads) {
+void attend_banded_rows(const float* q, const float* q_group, const float* q_mem, const int32_t* q_pos,
+                        int64_t n_tok, const KVCache& cache, int64_t layer, int64_t n_kv, const AttentionParams& p,
+                        float* out, ThreadPool& pool, int n_threads) {
     std::vector<int64_t> rows;  // (n_banded,) token indices within this chunk
     for (int64_t t = 0; t < n_tok; ++t)
         if (p.transition.in_band(q_pos[t])) rows.push_back(t);
     if (rows.empty()) return;
     const auto n = static_cast<int64_t>(rows.size());
     if (cache.type() == KVType::F16)
-        attend<F16Rows>(q, q_group, q_pos, n, cache, layer, n_kv, p, out, pool, n_threads, rows.data());
+        attend<F16Rows>(q, q_group, q_mem, q_pos, n, cache, layer, n_kv, p, out, pool, n_threads, rows.data());
     else
-        attend<Q8Rows>(q, q_group, q_pos, n, cache, layer, n_kv, p, out, pool, n_threads, rows.data());
+        attend<Q8Rows>(q, q_group, q_mem, q_pos, n, cache, layer, n_kv, p, out, pool, n_threads, rows.data());
 }
 
 }  // namespace
 
 void attention(const float* q, const float* q_group, const int32_t* q_pos, int64_t n_tok, const KVCache& cache,
-               int64_t layer, int64_t n_kv, const AttentionParams& p, float* out, ThreadPool& pool, int n_threads) {
+               int64_t layer, int64_t n_kv, const AttentionParams& p, float* out, ThreadPool& pool, int n_threads,
+               const float* q_mem) {
     // Few query rows per kv head (decode): read each cached row once, per row. Many rows
     // (prefill): convert tiles once and share them across a block of rows.
     // A capture needs every row whole, so it takes the per-row path.
     const bool tiled = n_tok * (p.n_head / p.n_head_kv) >= 16 && !p.capture;
     const bool f16 = cache.type() == KVType::F16;
-    if (tiled && f16) attend_tiled<F16Rows>(q, q_group, q_pos, n_tok, cache, layer, n_kv, p, out, pool, n_threads);
-    else if (tiled) attend_tiled<Q8Rows>(q, q_group, q_pos, n_tok, cache, layer, n_kv, p, out, pool, n_threads);
-    else if (f16) attend<F16Rows>(q, q_group, q_pos, n_tok, cache, layer, n_kv, p, out, pool, n_threads);
-    else attend<Q8Rows>(q, q_group, q_pos, n_tok, cache, layer, n_kv, p, out, pool, n_threads);
+    if (tiled && f16) attend_tiled<F16Rows>(q, q_group, q_mem, q_pos, n_tok, cache, layer, n_kv, p, out, pool, n_threads);
+    else if (tiled) attend_tiled<Q8Rows>(q, q_group, q_mem, q_pos, n_tok, cache, layer, n_kv, p, out, pool, n_threads);
+    else if (f16) attend<F16Rows>(q, q_group, q_mem, q_pos, n_tok, cache, layer, n_kv, p, out, pool, n_threads);
+    else attend<Q8Rows>(q, q_group, q_mem, q_pos, n_tok, cache, layer, n_kv, p, out, pool, n_threads);
     if (tiled && p.transition.active())
-        attend_banded_rows(q, q_group, q_pos, n_tok, cache, layer, n_kv, p, out, pool, n_threads);
+        attend_banded_rows(q, q_group, q_mem, q_pos, n_tok, cache, layer, n_kv, p, out, pool, n_threads);
 }
 
 void attention_step(float* q, float* k, const float* v, const int32_t* pos, int64_t n, KVCache& cache,
@@ -438,6 +241,14 @@ void attention_step(float* q, float* k, const float* v, const int32_t* pos, int6
                     float* scratch_k, float* out, ThreadPool& pool, int n_threads) {
     const int64_t q_dim = p.n_head * p.head_dim, kv_dim = p.n_head_kv * p.head_dim;
     const SelfExtend& se = p.self_extend;
+    // Memory seen at a fixed distance D: memory keys are unrotated, so a query rotated at D
+    // sees each at relative distance D (RoPE depends on the difference). From the unrotated q.
+    const int64_t mem_distance = p.memory && p.memory->slot(layer) >= 0 ? p.memory->params().distance : 0;
+    if (mem_distance > 0) {
+        std::vector<int32_t> dpos(static_cast<size_t>(n), static_cast<int32_t>(mem_distance));  // (n,)
+        std::memcpy(scratch_q, q, n * q_dim * sizeof(float));
+        rope(scratch_q, dpos.data(), n, p.n_head, p.head_dim, rp);
+    }
     if (se.enabled()) {
         // Grouped rotations first, from the unrotated q and k.
         std::vector<int32_t> qpos(static_cast<size_t>(n)), kpos(static_cast<size_t>(n));  // (n,)
@@ -453,7 +264,8 @@ void attention_step(float* q, float* k, const float* v, const int32_t* pos, int6
     rope(q, pos, n, p.n_head, p.head_dim, rp);
     rope(k, pos, n, p.n_head_kv, p.head_dim, rp);
     cache.store(layer, cell, k, v, n, se.enabled() ? scratch_k : nullptr);
-    attention(q, se.enabled() ? scratch_q : nullptr, pos, n, cache, layer, cell + n, p, out, pool, n_threads);
+    attention(q, se.enabled() ? scratch_q : nullptr, pos, n, cache, layer, cell + n, p, out, pool, n_threads,
+              mem_distance > 0 ? scratch_q : nullptr);
 }
 
 }  // namespace pyllong

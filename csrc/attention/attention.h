@@ -9,6 +9,7 @@
 #include "attention/self_extend.h"
 #include "attention/transition.h"
 #include "core/thread_pool.h"
+#include "memory/kv_memory.h"
 #include "ops/rope.h"
 
 namespace pyllong {
@@ -20,6 +21,9 @@ struct AttentionParams {
     SelfExtend self_extend;      // off unless window > 0 (the cache then holds grouped keys)
     TransitionLayer transition;  // this layer's Attention Transition bands; inactive unless set per prompt pass
     const CaptureLayer* capture = nullptr;  // record this layer's probabilities (full-row path); null = off
+    // kNN memory: the memory layers' queries also attend to these keys, in the same softmax
+    // (see memory/kv_memory.h). Null = no memory.
+    const KVMemory* memory = nullptr;
 };
 
 // q: (n_tok, n_head * head_dim) rotated queries at positions q_pos (n_tok,); q_group: the
@@ -27,13 +31,16 @@ struct AttentionParams {
 // keys/values: cells [0, n_kv) of `layer` in `cache`; out: (n_tok, n_head * head_dim).
 // The Attention Transition reads key cell j as prompt position j (cells hold positions
 // 0, 1, ... in order: prefill appends, a context shift renumbers).
+// q_mem: the queries for memory scores, (n_tok, n_head * head_dim) (null = q).
 void attention(const float* q, const float* q_group, const int32_t* q_pos, int64_t n_tok, const KVCache& cache,
-               int64_t layer, int64_t n_kv, const AttentionParams& p, float* out, ThreadPool& pool, int n_threads);
+               int64_t layer, int64_t n_kv, const AttentionParams& p, float* out, ThreadPool& pool, int n_threads,
+               const float* q_mem = nullptr);
 
 // One layer's attention for a chunk of n tokens at positions pos (n,): rotates q (n, q_dim)
 // and k (n, kv_dim) in place, writes k and v (n, kv_dim) to `cache` cells [cell, cell + n),
 // and attends over cells [0, cell + n) into out (n, q_dim). scratch_q (n, q_dim) and
-// scratch_k (n, kv_dim) hold the grouped rotations when SelfExtend is on.
+// scratch_k (n, kv_dim) hold the grouped rotations when SelfExtend is on; scratch_q holds the
+// queries at the memory distance when MemoryParams::distance is set (never both).
 void attention_step(float* q, float* k, const float* v, const int32_t* pos, int64_t n, KVCache& cache,
                     int64_t layer, int64_t cell, const RopeParams& rp, const AttentionParams& p, float* scratch_q,
                     float* scratch_k, float* out, ThreadPool& pool, int n_threads);

@@ -47,7 +47,17 @@ void KVCache::load_key(int64_t l, int64_t cell, float* out) const {
     quant::dequantize_row(type_ == KVType::F16 ? GGMLType::F16 : GGMLType::Q8_0, k_row(l, cell), out, kv_dim_);
 }
 
+void KVCache::load_value(int64_t l, int64_t cell, float* out) const {
+    quant::dequantize_row(type_ == KVType::F16 ? GGMLType::F16 : GGMLType::Q8_0, v_row(l, cell), out, kv_dim_);
+}
+
 void KVCache::store_key(int64_t l, int64_t cell, const float* in) { encode(in, k_row(l, cell)); }
+
+void KVCache::put_rows(int64_t l, int64_t n, const uint8_t* k, const uint8_t* v, const uint8_t* kg) {
+    std::memcpy(k_row(l, 0), k, n * row_bytes_);
+    std::memcpy(v_row(l, 0), v, n * row_bytes_);
+    if (!kg_.empty()) std::memcpy(kg_row(l, 0), kg, n * row_bytes_);
+}
 
 void KVCache::set_positions(int64_t cell, const int32_t* pos, int64_t n) {
     std::copy(pos, pos + n, pos_.begin() + cell);

@@ -40,8 +40,13 @@ public:
     // One key row as f32 (kv_dim,), and back: for re-rotating keys after a context shift.
     void load_key(int64_t l, int64_t cell, float* out) const;
     void store_key(int64_t l, int64_t cell, const float* in);
+    // One value row as f32 (kv_dim,): for moving a window into the kNN memory.
+    void load_value(int64_t l, int64_t cell, float* out) const;
     void set_positions(int64_t cell, const int32_t* pos, int64_t n);
     void set_used(int64_t n) { n_used_ = n; }
+    // Restore the raw rows of cells [0, n) of layer l (each row_bytes() long, as k_row gives
+    // them); kg is required iff grouped keys are kept. For state files (model/state.cpp).
+    void put_rows(int64_t l, int64_t n, const uint8_t* k, const uint8_t* v, const uint8_t* kg);
 
     // Drop cells [first, first + n): later cells move down. Positions are not changed.
     void erase(int64_t first, int64_t n);

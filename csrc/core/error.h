@@ -37,4 +37,15 @@ struct IOError : Error {
     using Error::Error;
 };
 
+// A saved state (KV cache file) is malformed, corrupted or belongs to another model/context.
+struct StateError : Error {
+    using Error::Error;
+};
+
+// Not enough memory for what was asked (e.g. the KV cache of a huge n_ctx); the message says
+// how many bytes were needed.
+struct OutOfMemory : Error {
+    using Error::Error;
+};
+
 }  // namespace pyllong

@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "core/fp16.h"
+#include "model/memory_budget.h"
 #include "ops/norm.h"
 #include "quant/formats.h"
 
@@ -33,17 +34,27 @@ static const ContextParams& validated(const ContextParams& p, const HParams& hp)
     if (p.n_ctx < 1 || p.n_ctx > (int64_t(1) << 24))
         throw InvalidArgument("n_ctx must be between 1 and 16777216, got " + std::to_string(p.n_ctx));
     if (p.n_batch < 1) throw InvalidArgument("n_batch must be at least 1, got " + std::to_string(p.n_batch));
+    if (p.memory.enabled() && p.memory.window > p.n_ctx)
+        throw InvalidArgument("memory window W (" + std::to_string(p.memory.window) + ") must fit in n_ctx (" +
+                              std::to_string(p.n_ctx) + "); raise n_ctx or lower W");
+    if (p.memory.enabled() && p.self_extend.enabled())
+        throw InvalidArgument("kNN memory and SelfExtend cannot be combined; choose one");
+    if (p.memory.enabled() && p.n_gpu_layers != 0)  // memory slots are looked up by CPU cache layer
+        throw InvalidArgument("the kNN memory runs on the CPU: use n_gpu_layers 0 with memory");
     if (p.kv_type == KVType::Q8_0 && hp.head_dim % 32 != 0)
         throw InvalidArgument("kv_type q8_0 needs a head dimension that is a multiple of 32; this model's is " +
                               std::to_string(hp.head_dim) + " (use f16)");
     if (p.n_gpu_layers != 0 && p.kv_type != KVType::F16)
         throw InvalidArgument("the GPU keeps its KV cache in f16: use kv_type f16 with n_gpu_layers");
+    if (p.memory.enabled() && p.transition.enabled)  // memory windows restart positions; bands need prompt positions
+        throw InvalidArgument("kNN memory and the Attention Transition cannot be combined; choose one");
     if (p.transition.enabled && p.n_gpu_layers != 0)
         throw InvalidArgument("the Attention Transition runs in the CPU attention loop only: use n_gpu_layers 0 "
                               "with it, or turn it off");
     if (p.n_gpu_layers < -1)
         throw InvalidArgument("n_gpu_layers must be -1 (all), 0 (CPU only) or a layer count, got " +
                               std::to_string(p.n_gpu_layers));
+    check_context_memory(p, hp);  // says how many bytes an absurd n_ctx needs instead of dying
     return p;
 }
 
@@ -56,6 +67,10 @@ Context::Context(std::shared_ptr<const ModelFile> model, const ContextParams& pa
       params_(validated(params, hp_)), n_gpu_(gpu_layer_count(params_, hp_)),
       cache_(hp_.n_layer - n_gpu_, params_.n_ctx, hp_.n_head_kv * hp_.head_dim, params_.kv_type, params_.self_extend.enabled()),
       pool_(default_threads(params_.n_threads)) {
+    if (params_.memory.enabled()) {
+        memory_ = KVMemory(params_.memory, hp_.n_layer, hp_.n_head_kv, hp_.head_dim);
+        attn_.memory = &memory_;
+    }
     params_.n_threads = pool_.size();
     rope_.mode = hp_.arch->arch == Arch::Llama ? RopeMode::Normal : RopeMode::NeoX;
     rope_.n_rot = hp_.n_rot;
@@ -79,6 +94,7 @@ Context::Context(std::shared_ptr<const ModelFile> model, const ContextParams& pa
     v_.resize(nb * kv_dim);
     if (hp_.arch->arch != Arch::Llama) qkv_.resize(nb * (q_dim + 2 * kv_dim));  // fused projection
     att_.resize(nb * q_dim);                // (n_batch, n_head * head_dim)
+    if (params_.memory.distance > 0) qg_.resize(nb * q_dim);  // (n_batch, n_head * head_dim) queries at the memory distance
     if (params_.self_extend.enabled()) {
         qg_.resize(nb * q_dim);             // (n_batch, n_head * head_dim) queries at grouped positions
         kg_.resize(nb * kv_dim);            // (n_batch, n_head_kv * head_dim) keys at grouped positions
@@ -113,19 +129,30 @@ void Context::matmul_bias(const QTensorView& W, const std::vector<float>& b, con
             for (int64_t i = 0; i < W.n_out; ++i) y[t * W.n_out + i] += b[i];
 }
 
+void Context::check_tokens(const int32_t* tokens, int64_t n) const {
+    for (int64_t i = 0; i < n; ++i)
+        if (tokens[i] < 0 || tokens[i] >= hp_.n_vocab)
+            throw InvalidArgument("token id " + std::to_string(tokens[i]) + " at index " + std::to_string(i) +
+                                  " is outside the vocabulary [0, " + std::to_string(hp_.n_vocab) + ")");
+}
+
 std::vector<float> Context::eval(const int32_t* tokens, int64_t n, bool logits_all, int64_t prompt_len) {
     if (n <= 0) throw InvalidArgument("eval needs at least one token");
+    check_tokens(tokens, n);
+    if (memory_.enabled()) return eval_windows(tokens, n, logits_all);
     const int64_t n_past = cache_.n_used();
     if (n_past + n > cache_.n_ctx())
         throw ContextOverflowError("context overflow: " + std::to_string(n_past) + " tokens in the cache + " +
                                    std::to_string(n) + " new > n_ctx " + std::to_string(cache_.n_ctx()) +
                                    "; use a larger n_ctx or enable context shift");
-    for (int64_t i = 0; i < n; ++i)
-        if (tokens[i] < 0 || tokens[i] >= hp_.n_vocab)
-            throw InvalidArgument("token id " + std::to_string(tokens[i]) + " at index " + std::to_string(i) +
-                                  " is outside the vocabulary [0, " + std::to_string(hp_.n_vocab) + ")");
     prompt_len_ = prompt_len >= 0 ? prompt_len : n > 1 ? n_past + n : 0;
     std::vector<float> logits(static_cast<size_t>((logits_all ? n : 1) * hp_.n_vocab));
+    run_batches(tokens, n, logits_all, logits.data());
+    return logits;
+}
+
+void Context::run_batches(const int32_t* tokens, int64_t n, bool logits_all, float* logits) {
+    const int64_t n_past = cache_.n_used();
     std::vector<int32_t> pos(static_cast<size_t>(n));
     for (int64_t i = 0; i < n; ++i) pos[i] = static_cast<int32_t>(n_past + i);
     const int64_t nb = static_cast<int64_t>(x_.size()) / hp_.n_embd;
@@ -133,11 +160,10 @@ std::vector<float> Context::eval(const int32_t* tokens, int64_t n, bool logits_a
         const int64_t len = std::min(nb, n - start);
         const bool last = start + len == n;
         if (logits_all)
-            forward(tokens + start, pos.data() + start, len, 0, logits.data() + start * hp_.n_vocab);
+            forward(tokens + start, pos.data() + start, len, 0, logits + start * hp_.n_vocab);
         else
-            forward(tokens + start, pos.data() + start, len, last ? len - 1 : len, last ? logits.data() : nullptr);
+            forward(tokens + start, pos.data() + start, len, last ? len - 1 : len, last ? logits : nullptr);
     }
-    return logits;
 }
 
 void Context::forward(const int32_t* tokens, const int32_t* pos, int64_t n, int64_t first_logit, float* logits) {
@@ -232,6 +258,8 @@ void Context::truncate(int64_t n_keep) {
 void Context::start_capture(std::vector<int32_t> layers, std::vector<int32_t> heads) {
     if (n_gpu_ > 0)
         throw InvalidArgument("attention capture reads the CPU attention loop: use n_gpu_layers 0 to capture");
+    if (memory_.enabled())  // rows would miss the memory's share and windows restart positions
+        throw InvalidArgument("attention capture is not available with kNN memory; capture without memory");
     capture_ = std::make_unique<AttentionCapture>(std::move(layers), std::move(heads), hp_.n_layer, hp_.n_head,
                                                   cache_.n_ctx());
 }
@@ -243,6 +271,9 @@ void Context::shift(int64_t n_keep, int64_t n_discard) {
                               std::to_string(n_discard) + " must be non-negative with n_keep + n_discard <= " +
                               std::to_string(used) + " cached tokens");
     if (n_discard == 0) return;
+    if (memory_.enabled())
+        throw InvalidArgument("context shift is not available with kNN memory: the memory already takes what "
+                              "leaves the window");
     if (params_.self_extend.enabled())
         throw InvalidArgument("context shift is not available with SelfExtend: SelfExtend reads past the training "
                               "context instead; raise n_ctx");

@@ -9,6 +9,7 @@
 #include "attention/kv_cache.h"
 #include "core/thread_pool.h"
 #include "cuda/backend.h"
+#include "memory/kv_memory.h"
 #include "model/weights.h"
 #include "ops/rope.h"
 
@@ -20,6 +21,7 @@ struct ContextParams {
     int64_t n_batch = 512;
     KVType kv_type = KVType::F16;
     SelfExtend self_extend;  // off by default
+    MemoryParams memory;     // kNN memory, off by default (see context_memory.cpp)
     int64_t n_gpu_layers = 0;  // layers [0, n) on the GPU; -1 (or >= n_layer) = all, with the output head
     Transition transition;     // Attention Transition on prompt passes; off by default (CPU layers only)
 };
@@ -43,6 +45,9 @@ public:
     const SelfExtend& self_extend() const { return params_.self_extend; }
     const Transition& transition() const { return params_.transition; }
     const ModelFile& model() const { return *model_; }
+    // For saving and restoring state (model/state.cpp).
+    const KVCache& kv_cache() const { return cache_; }
+    KVCache& kv_cache() { return cache_; }
 
     void reset() { truncate(0); }
     void truncate(int64_t n_keep);                 // drop cells >= n_keep
@@ -53,8 +58,21 @@ public:
     void start_capture(std::vector<int32_t> layers, std::vector<int32_t> heads);
     void stop_capture() { capture_.reset(); }
     const AttentionCapture* capture() const { return capture_.get(); }
+    // kNN memory (context_memory.cpp). With memory on, eval follows LongLLaMA: the local cache
+    // is a window of at most W tokens at positions 0.. from its start, flushed into memory.
+    KVMemory& memory() { return memory_; }
+    const KVMemory& memory() const { return memory_; }
+    void flush_to_memory();  // move the local window into memory (memory layers) or drop it
+    // Read tokens into memory only: chunks of W tokens, each attending to itself and memory,
+    // then flushed. The local window is flushed first.
+    void add_to_memory(const int32_t* tokens, int64_t n);
 
 private:
+    void check_tokens(const int32_t* tokens, int64_t n) const;  // InvalidArgument on ids outside the vocabulary
+    std::vector<float> eval_windows(const int32_t* tokens, int64_t n, bool logits_all);
+    // Run tokens at positions n_past.. in chunks of n_batch; logits as eval.
+    void run_batches(const int32_t* tokens, int64_t n, bool logits_all, float* logits);
+
     // One chunk: x (n, n_embd) in, logits of rows [first_logit, n) out (n_vocab each).
     void forward(const int32_t* tokens, const int32_t* pos, int64_t n, int64_t first_logit, float* logits);
     void norm(const float* x, const std::vector<float>& w, const std::vector<float>& b, float* out, int64_t n);
@@ -66,6 +84,7 @@ private:
     ContextParams params_;
     int64_t n_gpu_;  // layers [0, n_gpu_) run on the device; the cache holds the rest
     KVCache cache_;
+    KVMemory memory_;  // empty unless params_.memory is enabled
     ThreadPool pool_;
     RopeParams rope_;
     AttentionParams attn_;

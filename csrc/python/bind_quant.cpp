@@ -23,7 +23,6 @@ namespace pyllong::python {
 
 namespace {
 using U8Array = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>;
-using F32Array = py::array_t<float, py::array::c_style | py::array::forcecast>;
 
 // raw: (n_rows * row_bytes(n_per_row),) bytes -> (n_elements,) floats
 py::array_t<float> dequantize(const std::string& type_name, const U8Array& raw, int64_t n_elements) {

@@ -45,5 +45,6 @@ void bind_model(pybind11::module_& m);
 void bind_context(pybind11::module_& m);
 void bind_quant(pybind11::module_& m);
 void bind_tokenizer(pybind11::module_& m);
+void bind_state(pybind11::module_& m);
 void bind_cuda(pybind11::module_& m);
 }  // namespace pyllong::python

@@ -27,6 +27,10 @@ PYBIND11_MODULE(_core, m) {
             set_error("ContextOverflowError", e.what());
         } catch (const pyllong::InvalidArgument& e) {
             set_error("InvalidArgumentError", e.what());
+        } catch (const pyllong::StateError& e) {
+            set_error("StateError", e.what());
+        } catch (const pyllong::OutOfMemory& e) {
+            set_error("OutOfMemoryError", e.what());
         } catch (const pyllong::IOError& e) {
             set_error("ModelIOError", e.what());
         } catch (const pyllong::DeviceError& e) {
@@ -40,5 +44,6 @@ PYBIND11_MODULE(_core, m) {
     pyllong::python::bind_context(m);
     pyllong::python::bind_quant(m);
     pyllong::python::bind_tokenizer(m);
+    pyllong::python::bind_state(m);
     pyllong::python::bind_cuda(m);
 }
