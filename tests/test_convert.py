@@ -378,13 +378,15 @@ def test_failure_mid_write_leaves_no_file(converted, tmp_path, monkeypatch):
 def test_cli_convert_and_error_exit(converted, tmp_path):
     d, _ = converted["phi2"]
     env = dict(os.environ)
+    # cwd elsewhere: from the repository root, `-m pyllong.cli` would import the source tree,
+    # which has no built module when the package under test is the installed one.
     ok = subprocess.run([sys.executable, "-m", "pyllong.cli", "convert", d, str(tmp_path / "p.gguf"),
-                         "--outtype", "Q8_0", "-q"], capture_output=True, text=True, env=env)
+                         "--outtype", "Q8_0", "-q"], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert ok.returncode == 0, ok.stderr
     assert _core.ModelFile(str(tmp_path / "p.gguf")).hparams["n_layer"] == 2
-    tool = os.path.join(os.path.dirname(__file__), "..", "tools", "convert_hf_to_gguf.py")
+    tool = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "tools", "convert_hf_to_gguf.py"))
     bad = subprocess.run([sys.executable, tool, str(tmp_path / "nowhere"), str(tmp_path / "x.gguf")],
-                         capture_output=True, text=True, env=env)
+                         capture_output=True, text=True, env=env, cwd=tmp_path)
     assert bad.returncode == 2 and "not a directory" in bad.stderr and not (tmp_path / "x.gguf").exists()
 
 
