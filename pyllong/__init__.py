@@ -15,11 +15,12 @@ from .memory import Memory  # noqa: E402
 from .model import Completion, CompletionStream, Model  # noqa: E402
 from .sampling import SamplingParams  # noqa: E402
 from .session import ChatSession  # noqa: E402
+from .transition import Transition  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ChatSession", "Completion", "CompletionStream", "ContextOverflowError", "ConvertError", "Error", "GGUFError", "GGUFFile", "GGUFStringArray", "GGUFTensor",
     "DeviceError", "InvalidArgumentError", "Llama", "Memory", "MemoryFileError", "ModelFile", "Model", "ModelIOError",
-    "OutOfMemoryError", "PullError", "SamplingParams", "StateError",
+    "OutOfMemoryError", "PullError", "SamplingParams", "StateError", "Transition",
 ]

@@ -30,6 +30,15 @@ def _parse_ctx(s: str) -> int:
     return n
 
 
+def _parse_transition(s: str):
+    from .transition import parse_transition
+
+    try:
+        return parse_transition(s)
+    except Error as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _parse_self_extend(s: str) -> tuple[int, int]:
     try:
         g, w = (int(x) for x in s.split(","))
@@ -103,6 +112,7 @@ def _load_model(a, **extra):
     memory = _memory(a)
     model = Model(a.model, n_ctx=a.ctx, n_threads=a.threads, seed=a.seed, kv_type=a.kv_type,
                   self_extend=a.self_extend, n_gpu_layers=a.n_gpu_layers, memory=memory,
+                  transition=getattr(a, "transition", None),
                   context_shift=getattr(a, "context_shift", False), **extra)
     if memory is not None and getattr(a, "memory_doc", None):
         with open(a.memory_doc, encoding="utf-8") as f:
@@ -194,7 +204,7 @@ def cmd_chat(a) -> int:
     from .session import ChatSession
 
     model = _load_model(a)
-    session = ChatSession(model, system=a.system, max_tokens=a.n_predict, **_sampling(a))
+    session = ChatSession(model, system=a.system, max_tokens=a.n_predict, evict=a.evict, **_sampling(a))
     if a.prompt is not None:
         _reply(session, a.prompt)
         return 0
@@ -352,6 +362,37 @@ def cmd_passkey(a) -> int:
     return 0
 
 
+def _parse_int_list(s: str) -> list[int]:
+    try:
+        return [int(x) for x in s.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers (e.g. 0,5,29), got {s!r}") from None
+
+
+def cmd_attention_map(a) -> int:
+    from .attention_map import capture_chat, draw
+
+    msgs = list(a.message)
+    if a.file:
+        with open(a.file, encoding="utf-8") as f:
+            msgs += [line.rstrip("\n") for line in f if line.strip()]
+    if not msgs:
+        raise Error("give user messages with -p (repeatable) or -f FILE (one per line)")
+    model = _load_model(a)
+    cap = capture_chat(model, a.instruction, msgs, layers=a.layers, heads=a.heads, max_tokens=a.n_predict,
+                       as_system=not a.first_turn, repeat_penalty=1.0)
+    draw(cap, a.out, title=f"{model.path.rsplit('/', 1)[-1]}: {a.instruction[:60]}", per_head=a.per_head)
+    mass = cap.instruction_mass()
+    if a.json:
+        print(json.dumps({"instruction_span": cap.instruction, "turns": cap.turns, "layers": cap.layers,
+                          "heads": cap.heads, "instruction_mass": [float(x) for x in mass], "png": a.out}))
+    else:
+        for i, x in enumerate(mass, 1):
+            print(f"turn {i:3d}: attention on the instruction {x:.4f}")
+        print(f"wrote {a.out}", file=sys.stderr)
+    return 0
+
+
 def _add_model_args(s, default_ctx_help: str) -> None:
     s.add_argument("-m", "--model", default=None, help="registry name or .gguf path (default: smollm2, pulled on first use)")
     s.add_argument("-c", "--ctx", type=_parse_ctx, default=None, help=default_ctx_help)
@@ -364,6 +405,10 @@ def _add_model_args(s, default_ctx_help: str) -> None:
                         "(L - W) * G + W tokens of a model trained on L (default: off)")
     s.add_argument("-ngl", "--n-gpu-layers", type=int, default=0, metavar="N",
                    help="layers to run on the GPU (CUDA builds): N = the first N, -1 = all (default: 0, CPU only)")
+    s.add_argument("--transition", type=_parse_transition, nargs="?", const="on", default=None,
+                   metavar="ALPHA,BETA[,BANDS]",
+                   help="Attention Transition on the prompt pass (CPU layers): bare = the reference 0.5,0.1,2 "
+                        "(default: off)")
 
 
 def _parse_layers(s: str) -> list[int]:
@@ -449,6 +494,9 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=fmt, description="Chat using the model's chat template. " + _CHAT_HELP)
     _add_model_args(s, ctx_help)
     s.add_argument("--system", default=None, help="system prompt (kept when old turns are dropped)")
+    s.add_argument("--evict", choices=["rebuild", "shift"], default="rebuild",
+                   help="when the context fills, drop whole old turns (never the system prompt) and re-evaluate "
+                        "the rest (rebuild), or cut them out of the KV cache without re-evaluating (shift)")
     s.add_argument("-p", "--prompt", default=None, help="one message: print the reply and exit")
     _add_memory_args(s, documents=True)
     _add_sampling_args(s, 512)
@@ -480,6 +528,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_passkey)
 
     from . import quantize_model
+
+    s = sub.add_parser("attention-map", formatter_class=fmt,
+                       help="capture attention over a chat and draw it: heat map + attention on the instruction per turn (PNG)")
+    _add_model_args(s, "context length; the whole chat must fit (default: 2048)")
+    s.add_argument("--instruction", required=True, help="the instruction (system prompt, or the first turn's prefix)")
+    s.add_argument("-p", "--message", action="append", default=[], help="a user message (repeatable)")
+    s.add_argument("-f", "--file", default=None, help="user messages, one per line")
+    s.add_argument("--first-turn", action="store_true",
+                   help="put the instruction in front of the first user message instead of the system prompt")
+    s.add_argument("--layers", type=_parse_int_list, default=None, metavar="L1,L2",
+                   help="layers to capture (default: 4 spread over the depth)")
+    s.add_argument("--heads", type=_parse_int_list, default=None, metavar="H1,H2", help="heads (default: all)")
+    s.add_argument("--per-head", action="store_true", help="one heat map per head (averaged over layers)")
+    s.add_argument("-n", "--n-predict", type=int, default=48, help="most tokens per reply (greedy)")
+    s.add_argument("-o", "--out", required=True, help="PNG to write")
+    s.add_argument("--json", action="store_true", help="print the instruction span, turn spans and mass as JSON")
+    s.set_defaults(func=cmd_attention_map, ctx=2048)
 
     s = sub.add_parser("quantize", help="convert a GGUF file to another quant type (Q4_K_M, Q8_0, ...)")
     quantize_model.add_arguments(s)

@@ -22,6 +22,7 @@ from .chat_template import render as render_template
 from .errors import ContextOverflowError, Error, InvalidArgumentError
 from .sampling import LogitsProcessor, Sampler, SamplingParams, log_softmax, make_rng
 from .textstream import TextAssembler
+from .transition import Transition, check_transition
 
 # Token texts llama.cpp treats as end-of-generation when the vocabulary marks them control.
 _EOG_TEXTS = ("<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|eom_id|>",
@@ -35,11 +36,12 @@ KV_TYPES = ("f16", "q8_0")
 StoppingCriterion = Callable[[np.ndarray, np.ndarray], bool]  # (input_ids, logits) -> stop?
 
 
-def _native_context(model_file, n_ctx, n_threads, n_batch, kv_type, self_extend=None, n_gpu_layers=0, memory=None):
+def _native_context(model_file, n_ctx, n_threads, n_batch, kv_type, self_extend=None, n_gpu_layers=0, memory=None,
+                    transition=None):
     if not hasattr(_core, "Context"):
         raise Error("this build of pyllong has no native forward pass (_core.Context); "
                     "rebuild the package from a source tree that includes it")
-    return _core.Context(model_file, n_ctx, n_threads, n_batch, kv_type, self_extend, n_gpu_layers, memory)
+    return _core.Context(model_file, n_ctx, n_threads, n_batch, kv_type, self_extend, n_gpu_layers, memory, transition)
 
 
 def self_extend_reach(n_ctx_train: int, group: int, window: int) -> int:
@@ -159,12 +161,16 @@ class Model:
     kept by a shift (None = the BOS token when there is one, -1 = the whole prompt).
     memory: a pyllong.Memory (kNN key-value memory, see pyllong/memory.py), or True for its
     defaults; n_ctx is then the local window W and inputs may be longer than it.
+    transition: Attention Transition on prompt passes (True = the reference alpha 0.5, beta 0.1,
+    2 bands; a pyllong.Transition for others; None/False = off). Its bands depend on the prompt
+    length N, so rows of a cached prefix keep what an earlier, shorter prompt gave them.
     """
 
     def __init__(self, model: Optional[str] = None, n_ctx: Optional[int] = None, n_threads: Optional[int] = None,
                  n_batch: int = 512, seed: Optional[int] = None, kv_type: str = "f16", context_shift: bool = False,
                  n_keep: Optional[int] = None, verbose: bool = False,
                  self_extend: Optional[tuple[int, int]] = None, n_gpu_layers: int = 0, memory=None,
+                 transition: Union[bool, None, Transition] = None,
                  _context_factory: Optional[Callable[..., Any]] = None):
         from .hub import resolve
 
@@ -201,6 +207,15 @@ class Model:
         self.n_gpu_layers = _check_int("n_gpu_layers", n_gpu_layers, -1, 1 << 20)
         factory_args = (self.model_file, n_ctx, n_threads, n_batch, kv_type)
         extra = {"n_gpu_layers": self.n_gpu_layers} if self.n_gpu_layers else {}
+        self.transition = check_transition(transition)
+        if self.transition:
+            if self.n_gpu_layers:
+                raise InvalidArgumentError("transition runs in the CPU attention loop only; use n_gpu_layers=0 "
+                                           "with it, or transition=None")
+            if mem_opts:
+                raise InvalidArgumentError("the kNN memory and the Attention Transition cannot be combined; "
+                                           "choose one")
+            extra["transition"] = self.transition.as_tuple()
         if self.self_extend:
             self._ctx = (_context_factory or _native_context)(*factory_args, self.self_extend, **extra)
         elif mem_opts:
@@ -393,10 +408,12 @@ class Model:
         # Ctrl-C lands between chunks of a long prefill instead of after all of it; the mirror
         # grows chunk by chunk and _sync repairs whatever an interrupt leaves half done.
         outs = []
+        # The Attention Transition's bands follow the whole call's length, not each chunk's.
+        n_prompt = {"prompt_len": self.n_past + len(arr) if len(arr) > 1 else 0} if self.transition else {}
         for start in range(0, len(arr), self.n_batch):
             chunk = arr[start:start + self.n_batch]
             last = start + len(chunk) == len(arr)
-            out = self.ctx.eval(chunk, logits_all)
+            out = self.ctx.eval(chunk, logits_all, **n_prompt)
             self._tokens.extend(chunk.tolist())
             self.n_evaluated += len(chunk)
             if logits_all or last:
@@ -414,6 +431,20 @@ class Model:
         self._sync()
         return self._eval_raw(tokens, logits_all)
 
+    def evict(self, n_keep: int, n_discard: int) -> None:
+        """Drop cached tokens [n_keep, n_keep + n_discard) and move the rest back (llama.cpp's
+        context shift): the kept keys are re-rotated to their new positions, nothing is evaluated."""
+        self._sync()
+        n_keep = _check_int("n_keep", n_keep, 0, self.n_past, f" ({self.n_past} tokens are cached)")
+        n_discard = _check_int("n_discard", n_discard, 0, self.n_past - n_keep,
+                               f" (n_keep {n_keep} + n_discard must stay within the {self.n_past} cached tokens)")
+        if n_discard == 0:
+            return
+        self._mirror_valid = False  # until both halves below are done (an interrupt may fall between)
+        self.ctx.shift(n_keep, n_discard)
+        del self._tokens[n_keep:n_keep + n_discard]
+        self._mirror_valid = True
+
     def _shift(self) -> None:
         """Make room: keep the first n_keep tokens, drop the oldest half of the rest."""
         if self.n_keep is None:
@@ -428,10 +459,7 @@ class Model:
             raise ContextOverflowError(
                 f"context shift cannot make room: n_keep={n_keep} of n_ctx={self.n_ctx} leaves nothing to "
                 "discard; use a smaller n_keep or a larger n_ctx")
-        self._mirror_valid = False  # until both halves below are done (an interrupt may fall between)
-        self.ctx.shift(n_keep, n_discard)
-        del self._tokens[n_keep:n_keep + n_discard]
-        self._mirror_valid = True
+        self.evict(n_keep, n_discard)
 
     def _prefill(self, prompt: list[int]) -> np.ndarray:
         """Bring the cache to exactly `prompt`, evaluating only what is not cached yet;

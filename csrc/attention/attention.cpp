@@ -18,13 +18,17 @@ using namespace attn;
 // Work items are (token, kv head): the `group` query heads that share a kv head are
 // scored together, so each cached key and value row is read once per token, not once
 // per query head (GQA decode at depth is bound by reading the cache).
+// Full rows: this path holds each row's whole probability vector, so it is also where the
+// Attention Transition edits banded rows and a capture records rows. `only` (n_tok,), when
+// given, lists the tokens to compute (the banded rows of a tiled prefill); else 0 .. n_tok-1.
 template <class Rows>
 void attend(const float* q, const float* q_group, const float* q_mem, const int32_t* q_pos, int64_t n_tok,
             const KVCache& cache, int64_t layer, int64_t n_kv, const AttentionParams& p, float* out, ThreadPool& pool,
-            int n_threads) {
+            int n_threads, const int64_t* only = nullptr) {
     const int64_t hd = p.head_dim, group = p.n_head / p.n_head_kv;
     const int32_t* k_pos = cache.positions();
     const SelfExtend& se = p.self_extend;
+    const TransitionLayer& tl = p.transition;
     const int64_t n_items = n_tok * p.n_head_kv;
     const MemoryPolicy mp = memory_policy(p, layer, q, q_mem);
     const int64_t n_split = memory_split(mp, n_items, n_threads);  // > 1: memory folded after this loop
@@ -35,7 +39,7 @@ void attend(const float* q, const float* q_group, const float* q_mem, const int3
         std::vector<float> mem_scores;                      // (group, n_mem)
         std::vector<std::pair<float, int32_t>> mem_cand;    // (n_mem,)
         for (int64_t item = ith; item < n_items; item += nth) {
-            const int64_t t = item / p.n_head_kv, g = item % p.n_head_kv;
+            const int64_t t = only ? only[item / p.n_head_kv] : item / p.n_head_kv, g = item % p.n_head_kv;
             const int64_t h0 = g * group;  // first query head of this kv head
             const float* qh = q + (t * p.n_head + h0) * hd;                                // (group, hd)
             const float* qgh = se.enabled() ? q_group + (t * p.n_head + h0) * hd : nullptr;  // (group, hd)
@@ -62,6 +66,26 @@ void attend(const float* q, const float* q_group, const float* q_mem, const int3
             std::fill(o, o + group * hd, 0.0f);
             for (int64_t r = 0; r < group; ++r)  // nothing visible gives 0 (not for causal self-attention)
                 sum[r] = mx[r] == -INFINITY ? 0.0f : exp_shifted_sum(scores.data() + r * n_kv, n_kv, mx[r]);
+            if (tl.active() && tl.in_band(pq)) {  // normalize, edit, then P.V with the edited weights
+                for (int64_t r = 0; r < group; ++r) {
+                    if (sum[r] == 0.0f) continue;
+                    float* pr = scores.data() + r * n_kv;  // (n_kv,) row r's probabilities
+                    const float inv = 1.0f / sum[r];
+                    for (int64_t j = 0; j < n_kv; ++j) pr[j] *= inv;
+                    transition_edit_row(pr, n_kv, tl.band_start(pq), tl);
+                    sum[r] = 1.0f;
+                }
+            }
+            if (p.capture) {  // on request: each chosen head's row, indexed by key position
+                for (int64_t r = 0; r < group; ++r) {
+                    float* dst = p.capture->row(h0 + r, pq);  // (n_pos,)
+                    if (!dst) continue;
+                    const float* pr = scores.data() + r * n_kv;
+                    const float inv = sum[r] > 0 ? 1.0f / sum[r] : 0.0f;
+                    for (int64_t j = 0; j < n_kv; ++j)
+                        if (k_pos[j] < p.capture->n_pos) dst[k_pos[j]] = pr[j] * inv;
+                }
+            }
             for (int64_t j = 0; j < n_kv; ++j) {
                 const uint8_t* vrow = Rows::at(cache.v_row(layer, j), g * hd);
                 for (int64_t r = 0; r < group; ++r) {
@@ -177,6 +201,23 @@ void attend_tiled(const float* q, const float* q_group, const float* q_mem, cons
     });
 }
 
+// Attention Transition under a tiled prefill: the online softmax never holds a full row, so
+// the rows in this layer's bands are computed again on the full-row path, which edits them,
+// and overwrite the tiled result (a few percent of the prompt's rows in edited layers).
+void attend_banded_rows(const float* q, const float* q_group, const float* q_mem, const int32_t* q_pos,
+                        int64_t n_tok, const KVCache& cache, int64_t layer, int64_t n_kv, const AttentionParams& p,
+                        float* out, ThreadPool& pool, int n_threads) {
+    std::vector<int64_t> rows;  // (n_banded,) token indices within this chunk
+    for (int64_t t = 0; t < n_tok; ++t)
+        if (p.transition.in_band(q_pos[t])) rows.push_back(t);
+    if (rows.empty()) return;
+    const auto n = static_cast<int64_t>(rows.size());
+    if (cache.type() == KVType::F16)
+        attend<F16Rows>(q, q_group, q_mem, q_pos, n, cache, layer, n_kv, p, out, pool, n_threads, rows.data());
+    else
+        attend<Q8Rows>(q, q_group, q_mem, q_pos, n, cache, layer, n_kv, p, out, pool, n_threads, rows.data());
+}
+
 }  // namespace
 
 void attention(const float* q, const float* q_group, const int32_t* q_pos, int64_t n_tok, const KVCache& cache,
@@ -184,12 +225,15 @@ void attention(const float* q, const float* q_group, const int32_t* q_pos, int64
                const float* q_mem) {
     // Few query rows per kv head (decode): read each cached row once, per row. Many rows
     // (prefill): convert tiles once and share them across a block of rows.
-    const bool tiled = n_tok * (p.n_head / p.n_head_kv) >= 16;
+    // A capture needs every row whole, so it takes the per-row path.
+    const bool tiled = n_tok * (p.n_head / p.n_head_kv) >= 16 && !p.capture;
     const bool f16 = cache.type() == KVType::F16;
     if (tiled && f16) attend_tiled<F16Rows>(q, q_group, q_mem, q_pos, n_tok, cache, layer, n_kv, p, out, pool, n_threads);
     else if (tiled) attend_tiled<Q8Rows>(q, q_group, q_mem, q_pos, n_tok, cache, layer, n_kv, p, out, pool, n_threads);
     else if (f16) attend<F16Rows>(q, q_group, q_mem, q_pos, n_tok, cache, layer, n_kv, p, out, pool, n_threads);
     else attend<Q8Rows>(q, q_group, q_mem, q_pos, n_tok, cache, layer, n_kv, p, out, pool, n_threads);
+    if (tiled && p.transition.active())
+        attend_banded_rows(q, q_group, q_mem, q_pos, n_tok, cache, layer, n_kv, p, out, pool, n_threads);
 }
 
 void attention_step(float* q, float* k, const float* v, const int32_t* pos, int64_t n, KVCache& cache,

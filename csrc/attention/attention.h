@@ -4,8 +4,10 @@
 #pragma once
 #include <cstdint>
 
+#include "attention/capture.h"
 #include "attention/kv_cache.h"
 #include "attention/self_extend.h"
+#include "attention/transition.h"
 #include "core/thread_pool.h"
 #include "memory/kv_memory.h"
 #include "ops/rope.h"
@@ -17,6 +19,8 @@ struct AttentionParams {
     int64_t sliding_window = 0;  // 0 = full causal attention
     float scale = 1.0f;          // 1/sqrt(head_dim)
     SelfExtend self_extend;      // off unless window > 0 (the cache then holds grouped keys)
+    TransitionLayer transition;  // this layer's Attention Transition bands; inactive unless set per prompt pass
+    const CaptureLayer* capture = nullptr;  // record this layer's probabilities (full-row path); null = off
     // kNN memory: the memory layers' queries also attend to these keys, in the same softmax
     // (see memory/kv_memory.h). Null = no memory.
     const KVMemory* memory = nullptr;
@@ -25,6 +29,8 @@ struct AttentionParams {
 // q: (n_tok, n_head * head_dim) rotated queries at positions q_pos (n_tok,); q_group: the
 // same queries rotated at their SelfExtend positions (null when it is off);
 // keys/values: cells [0, n_kv) of `layer` in `cache`; out: (n_tok, n_head * head_dim).
+// The Attention Transition reads key cell j as prompt position j (cells hold positions
+// 0, 1, ... in order: prefill appends, a context shift renumbers).
 // q_mem: the queries for memory scores, (n_tok, n_head * head_dim) (null = q).
 void attention(const float* q, const float* q_group, const int32_t* q_pos, int64_t n_tok, const KVCache& cache,
                int64_t layer, int64_t n_kv, const AttentionParams& p, float* out, ThreadPool& pool, int n_threads,

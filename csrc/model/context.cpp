@@ -46,6 +46,11 @@ static const ContextParams& validated(const ContextParams& p, const HParams& hp)
                               std::to_string(hp.head_dim) + " (use f16)");
     if (p.n_gpu_layers != 0 && p.kv_type != KVType::F16)
         throw InvalidArgument("the GPU keeps its KV cache in f16: use kv_type f16 with n_gpu_layers");
+    if (p.memory.enabled() && p.transition.enabled)  // memory windows restart positions; bands need prompt positions
+        throw InvalidArgument("kNN memory and the Attention Transition cannot be combined; choose one");
+    if (p.transition.enabled && p.n_gpu_layers != 0)
+        throw InvalidArgument("the Attention Transition runs in the CPU attention loop only: use n_gpu_layers 0 "
+                              "with it, or turn it off");
     if (p.n_gpu_layers < -1)
         throw InvalidArgument("n_gpu_layers must be -1 (all), 0 (CPU only) or a layer count, got " +
                               std::to_string(p.n_gpu_layers));
@@ -131,7 +136,7 @@ void Context::check_tokens(const int32_t* tokens, int64_t n) const {
                                   " is outside the vocabulary [0, " + std::to_string(hp_.n_vocab) + ")");
 }
 
-std::vector<float> Context::eval(const int32_t* tokens, int64_t n, bool logits_all) {
+std::vector<float> Context::eval(const int32_t* tokens, int64_t n, bool logits_all, int64_t prompt_len) {
     if (n <= 0) throw InvalidArgument("eval needs at least one token");
     check_tokens(tokens, n);
     if (memory_.enabled()) return eval_windows(tokens, n, logits_all);
@@ -140,6 +145,7 @@ std::vector<float> Context::eval(const int32_t* tokens, int64_t n, bool logits_a
         throw ContextOverflowError("context overflow: " + std::to_string(n_past) + " tokens in the cache + " +
                                    std::to_string(n) + " new > n_ctx " + std::to_string(cache_.n_ctx()) +
                                    "; use a larger n_ctx or enable context shift");
+    prompt_len_ = prompt_len >= 0 ? prompt_len : n > 1 ? n_past + n : 0;
     std::vector<float> logits(static_cast<size_t>((logits_all ? n : 1) * hp_.n_vocab));
     run_batches(tokens, n, logits_all, logits.data());
     return logits;
@@ -198,6 +204,8 @@ void Context::forward(const int32_t* tokens, const int32_t* pos, int64_t n, int6
             matmul(L.wk, xn, k, n, pool_, params_.n_threads);
             matmul(L.wv, xn, v, n, pool_, params_.n_threads);
         }
+        attn_.transition = transition_layer(params_.transition, hp_.n_layer, l, prompt_len_);
+        attn_.capture = capture_ ? capture_->layer(l) : nullptr;
         attention_step(q, k, v, pos, n, cache_, l - n_gpu_, cell, rope_, attn_, qg_.data(), kg_.data(), att_.data(), pool_,
                        params_.n_threads);
         float* attn_out = tmp_.data();  // (n, E)
@@ -244,6 +252,16 @@ void Context::truncate(int64_t n_keep) {
         throw InvalidArgument("truncate: n_keep " + std::to_string(n_keep) + " is outside [0, " +
                               std::to_string(cache_.n_used()) + "]");
     cache_.set_used(n_keep);
+    if (capture_) capture_->forget_from(n_keep);
+}
+
+void Context::start_capture(std::vector<int32_t> layers, std::vector<int32_t> heads) {
+    if (n_gpu_ > 0)
+        throw InvalidArgument("attention capture reads the CPU attention loop: use n_gpu_layers 0 to capture");
+    if (memory_.enabled())  // rows would miss the memory's share and windows restart positions
+        throw InvalidArgument("attention capture is not available with kNN memory; capture without memory");
+    capture_ = std::make_unique<AttentionCapture>(std::move(layers), std::move(heads), hp_.n_layer, hp_.n_head,
+                                                  cache_.n_ctx());
 }
 
 void Context::shift(int64_t n_keep, int64_t n_discard) {
@@ -260,6 +278,7 @@ void Context::shift(int64_t n_keep, int64_t n_discard) {
         throw InvalidArgument("context shift is not available with SelfExtend: SelfExtend reads past the training "
                               "context instead; raise n_ctx");
     if (gpu_) gpu_->shift(n_keep, n_discard, used);
+    if (capture_) capture_->forget_from(n_keep);  // shifted rows were computed in another context
     cache_.erase(n_keep, n_discard);
     // Cells after the gap move to earlier positions: rotate their keys back by n_discard.
     std::vector<int32_t> pos(cache_.positions(), cache_.positions() + cache_.n_used());

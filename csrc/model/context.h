@@ -23,6 +23,7 @@ struct ContextParams {
     SelfExtend self_extend;  // off by default
     MemoryParams memory;     // kNN memory, off by default (see context_memory.cpp)
     int64_t n_gpu_layers = 0;  // layers [0, n) on the GPU; -1 (or >= n_layer) = all, with the output head
+    Transition transition;     // Attention Transition on prompt passes; off by default (CPU layers only)
 };
 
 class Context {
@@ -31,7 +32,9 @@ public:
 
     // Appends tokens at positions n_past.. and returns logits: (n, n_vocab) when
     // logits_all, else (1, n_vocab) for the last token. Prefill runs in chunks of n_batch.
-    std::vector<float> eval(const int32_t* tokens, int64_t n, bool logits_all);
+    // prompt_len: the whole prompt's length N when this call is (part of) a prompt pass, for
+    // the Attention Transition's bands; -1 = n_past + n when n > 1, else a decoding step (0).
+    std::vector<float> eval(const int32_t* tokens, int64_t n, bool logits_all, int64_t prompt_len = -1);
 
     int64_t n_past() const { return cache_.n_used(); }
     int64_t n_ctx() const { return cache_.n_ctx(); }
@@ -40,15 +43,21 @@ public:
     int64_t n_gpu_layers() const { return n_gpu_; }
     KVType kv_type() const { return cache_.type(); }
     const SelfExtend& self_extend() const { return params_.self_extend; }
+    const Transition& transition() const { return params_.transition; }
     const ModelFile& model() const { return *model_; }
     // For saving and restoring state (model/state.cpp).
     const KVCache& kv_cache() const { return cache_; }
     KVCache& kv_cache() { return cache_; }
 
-    void reset() { cache_.set_used(0); }
+    void reset() { truncate(0); }
     void truncate(int64_t n_keep);                 // drop cells >= n_keep
     void shift(int64_t n_keep, int64_t n_discard);  // drop [n_keep, n_keep+n_discard), re-rotate the rest
 
+    // Attention capture (CPU layers only): from now on the chosen layers' and heads'
+    // probabilities are recorded by position; rows at positions the cache drops are cleared.
+    void start_capture(std::vector<int32_t> layers, std::vector<int32_t> heads);
+    void stop_capture() { capture_.reset(); }
+    const AttentionCapture* capture() const { return capture_.get(); }
     // kNN memory (context_memory.cpp). With memory on, eval follows LongLLaMA: the local cache
     // is a window of at most W tokens at positions 0.. from its start, flushed into memory.
     KVMemory& memory() { return memory_; }
@@ -79,10 +88,12 @@ private:
     ThreadPool pool_;
     RopeParams rope_;
     AttentionParams attn_;
+    int64_t prompt_len_ = 0;  // N of the current prompt pass; 0 while decoding
     // Scratch for one chunk of up to n_batch tokens.
     std::vector<float> x_, xn_, q_, k_, v_, qkv_, att_, tmp_, gate_, up_;
     std::vector<float> qg_, kg_;  // SelfExtend's grouped rotations, empty when it is off
     std::unique_ptr<cuda::DeviceLayers> gpu_;  // null unless n_gpu_layers > 0
+    std::unique_ptr<AttentionCapture> capture_;  // null unless a capture was asked for
 };
 
 }  // namespace pyllong

@@ -2,13 +2,14 @@
 
 #include <algorithm>
 
+#include "apps/chat/eviction.h"
 #include "core/error.h"
 
 namespace pyllong::chat {
 
 ChatSession::ChatSession(Generator& gen, const ChatRenderer& renderer, std::optional<std::string> system,
-                         int64_t max_tokens)
-    : gen_(gen), renderer_(renderer), max_tokens_(max_tokens) {
+                         int64_t max_tokens, bool evict_shift)
+    : gen_(gen), renderer_(renderer), max_tokens_(max_tokens), evict_shift_(evict_shift) {
     set_system(std::move(system));
 }
 
@@ -64,16 +65,34 @@ bool ChatSession::drop_oldest_turn() {
 int64_t ChatSession::fit(Prompt& p) {
     const int64_t n_ctx = gen_.n_ctx();
     const int64_t want = std::min(max_tokens_, std::max<int64_t>(1, n_ctx / 2));
+    bool dropped_any = false;
     while (true) {
         p = prompt();
         if (static_cast<int64_t>(p.tokens.size()) + want <= n_ctx || !drop_oldest_turn()) break;
+        dropped_any = true;
     }
+    if (dropped_any && evict_shift_) shift_cache(p.tokens);
     const int64_t room = n_ctx - static_cast<int64_t>(p.tokens.size());
     if (room < 1)
         throw ContextOverflowError("the system prompt and the last message take " + std::to_string(p.tokens.size()) +
                                    " tokens; the context holds " + std::to_string(n_ctx) +
                                    ". Use a larger -c or a shorter message/system prompt");
     return std::min(max_tokens_, room);
+}
+
+// session.py _shift_cache: the pinned part is where `tokens` still agrees with the system
+// prompt's own tokenization.
+void ChatSession::shift_cache(const std::vector<int32_t>& tokens) {
+    int64_t pinned = 0;
+    if (system_) {
+        const auto sys = gen_.tokenize_chat(renderer_.render({{"system", *system_}}, false));
+        while (pinned < static_cast<int64_t>(std::min(sys.size(), tokens.size())) && sys[pinned] == tokens[pinned])
+            ++pinned;
+    }
+    if (const auto plan = plan_eviction(gen_.cached(), tokens, pinned)) {
+        gen_.evict(plan->first, plan->second);
+        shifted_tokens_ += plan->second;
+    }
 }
 
 Reply ChatSession::send(const std::string& content, const std::function<void(const std::string&)>& on_text) {

@@ -15,7 +15,10 @@ namespace pyllong::chat {
 
 class ChatSession {
 public:
-    ChatSession(Generator& gen, const ChatRenderer& renderer, std::optional<std::string> system, int64_t max_tokens);
+    // evict_shift: cut dropped turns out of the KV cache (session.py evict="shift") instead of
+    // re-evaluating what follows the system prompt.
+    ChatSession(Generator& gen, const ChatRenderer& renderer, std::optional<std::string> system, int64_t max_tokens,
+                bool evict_shift = false);
 
     // Add a user message and generate the reply, streaming its text to on_text. Throws
     // ContextOverflowError (and forgets the message) when even the last message alone
@@ -27,6 +30,7 @@ public:
     const std::optional<std::string>& system() const { return system_; }
     std::vector<Message> messages() const;             // system + turns, as rendered
     int dropped_turns() const { return dropped_turns_; }
+    int64_t shifted_tokens() const { return shifted_tokens_; }
 
 private:
     struct Prompt {
@@ -37,6 +41,7 @@ private:
     bool drop_oldest_turn();
     int64_t fit(Prompt& p);  // returns the max_tokens that fits
     void forget_cache();
+    void shift_cache(const std::vector<int32_t>& tokens);
 
     Generator& gen_;
     const ChatRenderer& renderer_;
@@ -44,6 +49,8 @@ private:
     int64_t max_tokens_;
     std::vector<Message> turns_;
     int dropped_turns_ = 0;
+    bool evict_shift_ = false;
+    int64_t shifted_tokens_ = 0;
     std::string cached_text_;            // rendered conversation whose tokens are cached_tokens_
     std::vector<int32_t> cached_tokens_;
 };

@@ -70,8 +70,13 @@ void Generator::reset() {
     cached_.clear();
 }
 
-std::vector<float> Generator::eval_tracked(const int32_t* tokens, int64_t n) {
-    auto logits = ctx_.eval(tokens, n, false);
+void Generator::evict(int64_t n_keep, int64_t n_discard) {
+    ctx_.shift(n_keep, n_discard);  // checks the counts against the cache
+    cached_.erase(cached_.begin() + n_keep, cached_.begin() + n_keep + n_discard);
+}
+
+std::vector<float> Generator::eval_tracked(const int32_t* tokens, int64_t n, int64_t prompt_len) {
+    auto logits = ctx_.eval(tokens, n, false, prompt_len);
     cached_.insert(cached_.end(), tokens, tokens + n);
     return logits;
 }
@@ -96,7 +101,7 @@ std::vector<float> Generator::prefill(const std::vector<int32_t>& prompt) {
     for (size_t at = common; at < prompt.size(); at += static_cast<size_t>(n_batch_)) {
         if (interrupt_requested()) return {};
         const int64_t len = std::min<int64_t>(n_batch_, static_cast<int64_t>(prompt.size() - at));
-        logits = eval_tracked(prompt.data() + at, len);
+        logits = eval_tracked(prompt.data() + at, len, static_cast<int64_t>(prompt.size()));
     }
     return logits;
 }
@@ -139,7 +144,7 @@ Reply Generator::generate(const std::vector<int32_t>& prompt, int64_t max_tokens
         if (i + 1 == max_tokens) break;  // the last token needs no forward pass
         if (ctx_.n_past() + 1 > ctx_.n_ctx())
             throw ContextOverflowError("the reply filled the context of " + std::to_string(ctx_.n_ctx()) + " tokens");
-        logits = eval_tracked(&tok, 1);
+        logits = eval_tracked(&tok, 1, 0);
     }
     if (r.finish_reason != "interrupted") {
         const std::string tail = text.finish();

@@ -52,12 +52,18 @@ public:
 
     void reset();
 
+    // The token ids in the KV cache, and llama.cpp's context shift on them: drop cached
+    // [n_keep, n_keep + n_discard) and move the rest back without evaluating anything.
+    const std::vector<int32_t>& cached() const { return cached_; }
+    void evict(int64_t n_keep, int64_t n_discard);
+
 private:
     bool is_special(int32_t id) const;
     std::set<int32_t> find_eog_ids() const;
     // Returns the logits of the last prompt token, or empty when interrupted.
     std::vector<float> prefill(const std::vector<int32_t>& prompt);
-    std::vector<float> eval_tracked(const int32_t* tokens, int64_t n);
+    // prompt_len: N of the prompt this chunk belongs to (Attention Transition bands), 0 when decoding.
+    std::vector<float> eval_tracked(const int32_t* tokens, int64_t n, int64_t prompt_len);
 
     std::shared_ptr<const ModelFile> model_;
     Tokenizer tokenizer_;

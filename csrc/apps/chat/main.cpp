@@ -69,6 +69,8 @@ int run(const ChatOptions& o) {
     cp.kv_type = kv_type_from_name(o.kv_type);
     const int64_t n_train = model->hparams().n_ctx_train;
     cp.n_ctx = o.n_ctx > 0 ? o.n_ctx : std::min<int64_t>(n_train, 4096);
+    if (o.se_window > 0 && o.evict_shift)
+        throw InvalidArgument("--evict shift needs a context shift, which SelfExtend does not allow; use --evict rebuild");
     if (o.se_window > 0) {  // as pyllong.Model: W below the training context, n_ctx up to the reach
         if (o.se_window >= n_train)
             throw InvalidArgument("--self-extend: W (" + std::to_string(o.se_window) +
@@ -83,9 +85,10 @@ int run(const ChatOptions& o) {
     cp.n_threads = o.n_threads > 0 ? o.n_threads : default_threads();
     cp.n_batch = o.n_batch;
     cp.n_gpu_layers = o.n_gpu_layers;
+    cp.transition = o.transition;
     Generator gen(model, cp, o.sampling, seed_of(o.seed));
     gen.set_end_of_turn(renderer.end_of_turn());
-    ChatSession session(gen, renderer, o.system, o.n_predict);
+    ChatSession session(gen, renderer, o.system, o.n_predict, o.evict_shift);
     install_interrupt_handler();
     return run_chat({o, session, path, format_name(format)});
 }

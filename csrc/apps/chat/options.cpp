@@ -1,6 +1,7 @@
 #include "apps/chat/options.h"
 
 #include "attention/self_extend.h"
+#include "attention/transition.h"
 
 #include <cerrno>
 #include <cmath>
@@ -55,6 +56,7 @@ struct Option {
     const char* metavar;   // "" for a flag
     std::string help;      // ends with the default
     std::function<void(ChatOptions&, const std::string& opt, const std::string& value)> set;
+    bool inline_value_ok = false;  // a flag that also takes --name=VALUE
 };
 
 std::vector<Option> option_table() {
@@ -86,6 +88,25 @@ std::vector<Option> option_table() {
         {"-ngl, --n-gpu-layers", "N", "layers to run on the GPU (CUDA builds): N = the first N, -1 = all "
                                       "(default: 0, CPU only)",
          [](ChatOptions& o, auto& n, auto& v) { o.n_gpu_layers = parse_int(n, v, -1, 1 << 20); }},
+        {"--transition", "", "Attention Transition on the prompt pass (CPU layers); --transition=ALPHA,BETA[,BANDS] "
+                             "sets its options (default: off; bare = the reference 0.5,0.1,2)",
+         [](ChatOptions& o, auto& n, auto& v) {
+             o.transition = Transition{true};
+             if (v.empty()) return;
+             const size_t c1 = v.find(','), c2 = c1 == std::string::npos ? c1 : v.find(',', c1 + 1);
+             if (c1 == std::string::npos)
+                 throw InvalidArgument(n + " expects ALPHA,BETA[,BANDS] (e.g. 0.5,0.1,2), got '" + v + "'");
+             const auto alpha = static_cast<float>(parse_double(n, v.substr(0, c1)));
+             const auto beta = static_cast<float>(parse_double(n, v.substr(c1 + 1, c2 - c1 - 1)));
+             const int64_t bands = c2 == std::string::npos ? 2 : parse_int(n, v.substr(c2 + 1), 1, 64);
+             o.transition = make_transition(alpha, beta, bands);
+         }, true},
+        {"--evict", "MODE", "when the context fills, drop whole old turns (never the system prompt) and "
+                            "re-evaluate the rest (rebuild), or cut them out of the KV cache (shift) (default: rebuild)",
+         [](ChatOptions& o, auto& n, auto& v) {
+             if (v != "rebuild" && v != "shift") throw InvalidArgument(n + " must be rebuild or shift, got '" + v + "'");
+             o.evict_shift = v == "shift";
+         }},
         {"-n, --n-predict", "N", "max tokens per reply (default: " + std::to_string(d.n_predict) + ")",
          [](ChatOptions& o, auto& n, auto& v) { o.n_predict = parse_int(n, v, 0, int64_t(1) << 30); }},
         {"--temp", "T", "temperature; 0 = greedy (default: " + fmt(s.temperature) + ")",
@@ -154,7 +175,7 @@ ChatOptions parse_options(int argc, char** argv) {
         if (*opt->metavar && !inline_value) {
             if (i + 1 >= argc) throw InvalidArgument(a + " needs a value (" + opt->metavar + ")");
             value = argv[++i];
-        } else if (!*opt->metavar && inline_value) {
+        } else if (!*opt->metavar && inline_value && !opt->inline_value_ok) {
             throw InvalidArgument(a + " takes no value");
         }
         opt->set(o, a, value);

@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 
+#include "attention/transition.h"
 #include "sampling/sampler.h"
 
 namespace pyllong::chat {
@@ -17,6 +18,8 @@ struct ChatOptions {
     std::string kv_type = "f16";          // f16 | q8_0
     int64_t se_group = 0, se_window = 0;  // --self-extend G,W; 0 = off
     int64_t n_gpu_layers = 0;             // -ngl: layers on the GPU (CUDA builds); -1 = all
+    Transition transition;
+    bool evict_shift = false;             // --evict shift: cut dropped turns out of the KV cache                // --transition[=ALPHA,BETA[,BANDS]]; off by default
     int64_t n_predict = 512;              // max tokens per reply (pyllong chat's default)
     SamplingParams sampling;
     int64_t seed = -1;                    // -1 = random
