@@ -306,7 +306,11 @@ class Memory:
             header = json.loads(data[_HEAD.size:_HEAD.size + hlen])
             layers, n, dims = header["layers"], int(header["tokens"]), header["dims"]
             kv_dim = int(dims["n_head_kv"]) * int(dims["head_dim"])
-        except (ValueError, KeyError, TypeError) as e:
+            # A forged file can carry a valid checksum: every count must make sense (item 32).
+            if (not isinstance(layers, list) or not layers or any(type(l) is not int or l < 0 for l in layers)
+                    or n < 0 or int(dims["n_head_kv"]) < 1 or int(dims["head_dim"]) < 1):
+                raise ValueError("layers, tokens or dims out of range")
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise MemoryFileError(f"{path} has a malformed header: {e}") from None
         payload = np.frombuffer(data, dtype="<u2", offset=_HEAD.size + hlen, count=(len(data) - 32 - _HEAD.size - hlen) // 2)
         if payload.size != 2 * len(layers) * n * kv_dim:
@@ -314,13 +318,17 @@ class Memory:
         per = n * kv_dim
         rows = [(payload[(2 * s) * per:(2 * s + 1) * per].reshape(n, kv_dim),
                  payload[(2 * s + 1) * per:(2 * s + 2) * per].reshape(n, kv_dim)) for s in range(len(layers))]
-        mode = mode or header["mode"]
-        m = cls(layers, mode, k or header["k"], header["dtype"], cap if cap is not None else header["cap"],
-                header["window"], header["last_context_length"],
-                header.get("index", "exact") if mode == "knn" else "exact", header.get("n_probe", 8),
-                header.get("ivf_min", 4096), header.get("distance"))
+        try:
+            mode = mode or header["mode"]
+            m = cls(layers, mode, k or header["k"], header["dtype"], cap if cap is not None else header["cap"],
+                    header["window"], header["last_context_length"],
+                    header.get("index", "exact") if mode == "knn" else "exact", header.get("n_probe", 8),
+                    header.get("ivf_min", 4096), header.get("distance"))
+            file_model = (header["model"], dict(dims))
+        except (KeyError, TypeError, ValueError) as e:  # InvalidArgumentError is a ValueError too
+            raise MemoryFileError(f"{path} has a malformed header: {e}") from None
         m._state = dict(rows=rows, tokens=n)
-        m._file_model = (header["model"], dims)
+        m._file_model = file_model
         return m
 
 

@@ -232,3 +232,48 @@ def test_memory_options_from_gguf_metadata():
     assert (st["layers"], st["window"], st["last_context_length"]) == ([1], 24, 6)
     st = pyllong.Model(p, memory=Memory(layers=[0], window=16), n_threads=1).memory.stats()
     assert (st["layers"], st["window"], st["last_context_length"]) == ([0], 16, 6)  # the caller's options win
+
+
+def _restamp(blob: bytes) -> bytes:
+    import hashlib
+    return blob[:-32] + hashlib.sha256(blob[:-32]).digest()
+
+
+def test_forged_memory_files_are_refused(path, tmp_path):
+    # Checklist item 32: a file with a valid checksum but mismatched dimensions or lengths
+    # (a forger can compute the checksum) must give a pyllong error, never another exception.
+    import json
+    import random
+
+    model = _model(path)
+    model.memory.add_document(_doc(20))
+    f = tmp_path / "m.pmem"
+    model.memory.save(f)
+    data = f.read_bytes()
+    from pyllong.memory import _HEAD as head  # magic, version, header length
+    _, version, hlen = head.unpack_from(data)
+    header = json.loads(data[head.size:head.size + hlen])
+    payload = data[head.size + hlen:-32]
+    edits = [("tokens", -1), ("tokens", 10**12), ("tokens", 21), ("layers", []), ("layers", [-1]), ("layers", [0, 99]),
+             ("layers", "x"), ("dims", {"n_head_kv": 0, "head_dim": 16}), ("dims", {"n_head_kv": -2, "head_dim": -16}),
+             ("dims", {"n_head_kv": 2, "head_dim": 8}), ("k", -5), ("window", 0), ("mode", "nope"), ("cap", -1)]
+    rng = random.Random(32)
+    blobs = []
+    for key, value in edits:
+        h = dict(header, **{key: value})
+        hj = json.dumps(h).encode()
+        blobs.append(_restamp(head.pack(data[:8], version, len(hj)) + hj + payload + bytes(32)))
+    for _ in range(200):  # random byte edits inside the header and payload, checksum re-stamped
+        b = bytearray(data)
+        for _ in range(rng.randint(1, 4)):
+            b[rng.randrange(8, len(b) - 32)] = rng.randrange(256)
+        blobs.append(_restamp(bytes(b)))
+    for i, blob in enumerate(blobs):
+        g = tmp_path / f"forged{i}"
+        g.write_bytes(blob)
+        try:
+            loaded = Memory.load(g)
+            other = pyllong.Model(path, memory=loaded, n_threads=1)
+            other.eval(_doc(4, seed=i))  # accepted: must then work
+        except pyllong.Error:
+            pass
