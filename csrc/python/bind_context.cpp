@@ -1,6 +1,7 @@
 // pyllong._core.Context: the forward pass over a KV cache. Native work releases the GIL.
 #include <pybind11/numpy.h>
 
+#include <chrono>
 #include <cmath>
 
 #include "core/error.h"
@@ -44,6 +45,21 @@ void bind_context(py::module_& m) {
             return out;
         }, py::arg("tokens"), py::arg("logits_all") = false,
            "Append tokens to the cache; logits (n, n_vocab) if logits_all else (1, n_vocab) for the last.")
+        .def("eval_each", [](Context& c, py::array_t<int32_t, py::array::c_style | py::array::forcecast> tokens) {
+            // The native decode loop, for `pyllong bench --generate`: each token is one eval of
+            // one token, as a C++ caller would run it; logits stay in C++. Returns (n,) ns each.
+            if (tokens.ndim() != 1) throw InvalidArgument("tokens must be a 1-D sequence of ids");
+            std::vector<int32_t> ids(tokens.data(), tokens.data() + tokens.size());
+            py::array_t<int64_t> ns(static_cast<py::ssize_t>(ids.size()));
+            int64_t* out = ns.mutable_data();
+            py::gil_scoped_release nogil;
+            for (size_t i = 0; i < ids.size(); ++i) {
+                const auto t0 = std::chrono::steady_clock::now();
+                c.eval(&ids[i], 1, false);
+                out[i] = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count();
+            }
+            return ns;
+        }, py::arg("tokens"), "Evaluate each token alone (the native decode loop); nanoseconds per token.")
         .def_property_readonly("n_past", &Context::n_past)
         .def_property_readonly("n_ctx", &Context::n_ctx)
         .def_property_readonly("n_vocab", &Context::n_vocab)
