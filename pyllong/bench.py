@@ -247,34 +247,44 @@ def markdown(records: list[dict]) -> str:
     return "\n".join(out)
 
 
-def run_loops(model, test: Test, reps: int, rng: np.random.Generator) -> tuple[Test, Test]:
-    """tgN two more ways, for the Python-overhead target: the native C++ loop
-    (`Context.eval_each`: one eval per token, logits left in C++) and `Model.generate` with its
-    default sampling (penalties, top-k, top-p, min-p, temperature), end-of-generation tokens
-    banned so it runs all N. generate's time is taken between its per-token callbacks, so it is
-    N evals + N samplings, no prefill."""
-    native, gen = Test(n_gen=test.n_gen, n_depth=test.n_depth), Test(n_gen=test.n_gen, n_depth=test.n_depth)
+def run_loops(model, test: Test, reps: int, rng: np.random.Generator) -> tuple[Test, Test, Test]:
+    """tgN three ways, for the Python-overhead target, interleaved per repetition so that
+    load drift on a shared machine hits all three alike: the Python eval loop (as run_test),
+    the native C++ loop (`Context.eval_each`: one eval per token, logits left in C++) and
+    `Model.generate` with its default sampling (penalties, top-k, top-p, min-p, temperature),
+    end-of-generation tokens banned so it runs all N. generate's time is taken between its
+    per-token callbacks: N evals + N samplings, no prefill."""
+    tests = tuple(Test(n_gen=test.n_gen, n_depth=test.n_depth) for _ in range(3))
+    py, native, gen = tests
     ctx, n_vocab = model.ctx, model.n_vocab
     model.reset()
     depth = _random_ids(rng, n_vocab, max(1, test.n_depth)).tolist()  # generate needs a non-empty prompt
     model.eval(depth, logits_all=False)
     ctx.eval_each(_random_ids(rng, n_vocab, 1))  # warm-up
+    ban = {int(t): float("-inf") for t in model.eog_ids}
     for _ in range(reps):
         model._sync()
         ctx.truncate(len(depth))
+        toks = [_random_ids(rng, n_vocab, 1) for _ in range(test.n_gen)]
+        t0 = time.perf_counter_ns()
+        for tok in toks:
+            ctx.eval(tok, False)
+        py.samples_ns.append(time.perf_counter_ns() - t0)
+
+        ctx.truncate(len(depth))
         native.samples_ns.append(int(ctx.eval_each(_random_ids(rng, n_vocab, test.n_gen)).sum()))
-    ban = {int(t): float("-inf") for t in model.eog_ids}
-    for _ in range(reps):
+
         stamps: list[int] = []
 
         def stamp(_ids, _logits):
             stamps.append(time.perf_counter_ns())
             return False
 
+        model._sync()
         model.generate(depth, max_tokens=test.n_gen + 1, logit_bias=ban, stopping_criteria=[stamp],
                        seed=int(rng.integers(1 << 31)))
         gen.samples_ns.append(stamps[-1] - stamps[0])
-    return native, gen
+    return py, native, gen
 
 
 def bench(model_path: str, n_threads: int, n_prompt: Sequence[int] = (512,), n_gen: Sequence[int] = (128,),
@@ -321,9 +331,11 @@ def bench(model_path: str, n_threads: int, n_prompt: Sequence[int] = (512,), n_g
             on_record(r)
 
     for t in tests:
-        emit(run_test(ctx, t, reps, n_vocab, n_batch, rng, warmup=warmup), "eval")
         if model is not None and t.n_gen:
-            native, gen = run_loops(model, t, reps, rng)
+            py, native, gen = run_loops(model, t, reps, rng)
+            emit(py, "eval")
             emit(native, "native")
             emit(gen, "generate")
+        else:
+            emit(run_test(ctx, t, reps, n_vocab, n_batch, rng, warmup=warmup), "eval")
     return out

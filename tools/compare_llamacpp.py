@@ -39,6 +39,11 @@ def find_peer(explicit: str | None) -> str:
             return d
     script = os.path.join(ROOT, "..", "shared", "peer", "build_llamacpp.sh")
     if not os.path.exists(script):
+        # A copy of the tree elsewhere (e.g. pinned under /tmp): the script's default build folder.
+        default = os.path.join(os.environ.get("PYLLONG_PEER_DIR", os.path.expanduser("~/.cache/pyllong-peer")),
+                               "llama-cpp-python-0.3.36", "src", "vendor", "llama.cpp", "build", "bin")
+        if os.path.exists(os.path.join(default, "llama-bench")):
+            return default
         sys.exit(f"compare_llamacpp: {script} not found; pass --peer-bin DIR (the folder holding llama-bench)")
     out = subprocess.run(["bash", script], capture_output=True, text=True)
     if out.returncode != 0:
