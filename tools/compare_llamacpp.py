@@ -28,6 +28,7 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)  # the pyllong of this tree, also for the bench subprocesses (PYTHONPATH below)
 
 
 def find_peer(explicit: str | None) -> str:

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "attention/attention_decode.h"
 #include "model/context.h"
 #include "python/bindings.h"
 
@@ -76,6 +77,9 @@ void bind_context(py::module_& m) {
             py::gil_scoped_release nogil;
             c.shift(n_keep, n_discard);
         }, py::arg("n_keep"), py::arg("n_discard"));
+
+    m.def("attention_decode_splits", &attention_decode_splits, py::arg("n_pairs"), py::arg("n_kv"),
+          py::arg("n_threads"), "Key ranges per (token, kv head) pair that decode attention splits into.");
 
     // The production attention step (rotation, cache write, the one attention loop) on
     // caller-given q/k/v, for oracle tests of the attention policies.
