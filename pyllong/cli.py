@@ -392,6 +392,43 @@ def cmd_attention_map(a) -> int:
         print(f"wrote {a.out}", file=sys.stderr)
     return 0
 
+# ---------------------------------------------------------------------------------------------
+# bench
+
+def _parse_counts(s: str) -> list[int]:
+    """llama-bench's list syntax for -p/-n/-d: comma-separated, each a count like 512 or 4k."""
+    try:
+        return [_parse_count(x) for x in s.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated token counts (e.g. 0,4k,16k), got {s!r}") from None
+
+
+def _parse_count(s: str) -> int:
+    s = s.strip().lower()
+    n = int(s[:-1]) * 1024 if s.endswith("k") else int(s)
+    if n < 0:
+        raise ValueError(s)
+    return n
+
+
+def cmd_bench(a) -> int:
+    from . import bench
+    from .hub import resolve
+    from .model import _default_threads
+
+    path = str(resolve(a.model, quiet=a.json))
+    threads = a.threads or _default_threads()
+
+    def progress(r):
+        if not a.json:
+            print(f"  {bench.markdown([r]).splitlines()[2]}", file=sys.stderr, flush=True)
+
+    recs = bench.bench(path, threads, a.n_prompt, a.n_gen, a.n_depth, reps=a.repetitions, n_batch=a.batch_size,
+                       kv_type=a.kv_type, self_extend=a.self_extend, n_gpu_layers=a.n_gpu_layers,
+                       seed=a.seed, warmup=not a.no_warmup, generate=a.generate, on_record=progress)
+    print(json.dumps(recs, indent=2) if a.json else bench.markdown(recs))
+    return 0
+
 
 def _add_model_args(s, default_ctx_help: str) -> None:
     s.add_argument("-m", "--model", default=None, help="registry name or .gguf path (default: smollm2, pulled on first use)")
@@ -526,6 +563,30 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--plot", default=None, metavar="PNG", help="draw the length x depth grid")
     _add_memory_args(s, documents=False)
     s.set_defaults(func=cmd_passkey)
+
+    s = sub.add_parser("bench", help="prompt and generation speed, like llama-bench (tok/s, mean ± stddev)",
+                       formatter_class=fmt,
+                       description="llama-bench's measurements: ppN = one eval of N random tokens, tgN = N "
+                                   "single-token evals, after D tokens already in the cache (-d); tokenization and "
+                                   "sampling excluded. Lists (-p 128,512) run every combination.")
+    s.add_argument("-m", "--model", default=None, help="registry name or .gguf path (default: smollm2)")
+    s.add_argument("-t", "--threads", type=int, default=None, help="CPU threads (default: all this process may use)")
+    s.add_argument("-p", "--n-prompt", type=_parse_counts, default=[512], help="prompt lengths (default: 512)")
+    s.add_argument("-n", "--n-gen", type=_parse_counts, default=[128], help="generated tokens (default: 128)")
+    s.add_argument("-d", "--n-depth", type=_parse_counts, default=[0],
+                   help="tokens already in the cache before the measured part (default: 0)")
+    s.add_argument("-r", "--repetitions", type=int, default=5, help="timed repetitions per test")
+    s.add_argument("-b", "--batch-size", type=int, default=512, help="prompt tokens per forward chunk (n_batch)")
+    s.add_argument("-ctk", "--kv-type", choices=["f16", "q8_0"], default="f16", help="KV-cache storage")
+    s.add_argument("--self-extend", type=_parse_self_extend, default=None, metavar="G,W",
+                   help="run with SelfExtend grouped attention (G, W)")
+    s.add_argument("-ngl", "--n-gpu-layers", type=int, default=0, metavar="N", help="layers on the GPU (CUDA builds)")
+    s.add_argument("--generate", action="store_true",
+                   help="also time tgN three ways: the native C++ loop, and Model.generate's Python sampling loop")
+    s.add_argument("--no-warmup", action="store_true", help="skip the warm-up run before each test")
+    s.add_argument("-s", "--seed", type=int, default=0, help="seed of the random token ids")
+    s.add_argument("--json", action="store_true", help="print llama-bench's JSON records")
+    s.set_defaults(func=cmd_bench)
 
     from . import quantize_model
 

@@ -145,9 +145,10 @@ def test_knn_with_k_at_least_memory_size_equals_fot_in_the_model():
     path = syn.cached_model(**TINY)
     toks = _tokens(90, seed=3)
     fot, knn = _ctx(path, [0, 1], 16, 8), _ctx(path, [0, 1], 16, 8, mode="knn", k=10_000)
-    _close(knn.eval(toks[:60], True), fot.eval(toks[:60], True), 1e-5)
+    # Same keys, other summation order (top-k order vs memory order): f32 rounding only.
+    _close(knn.eval(toks[:60], True), fot.eval(toks[:60], True), 5e-5)
     for t in toks[60:]:
-        _close(knn.eval([t], False), fot.eval([t], False), 1e-5)
+        _close(knn.eval([t], False), fot.eval([t], False), 5e-5)
 
 
 def test_knn_small_k_in_the_model_differs_from_fot():

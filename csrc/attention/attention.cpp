@@ -1,5 +1,5 @@
 #include "attention/attention.h"
-
+#include "attention/attention_decode.h"
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -230,6 +230,10 @@ void attention(const float* q, const float* q_group, const int32_t* q_pos, int64
     const bool f16 = cache.type() == KVType::F16;
     if (tiled && f16) attend_tiled<F16Rows>(q, q_group, q_mem, q_pos, n_tok, cache, layer, n_kv, p, out, pool, n_threads);
     else if (tiled) attend_tiled<Q8Rows>(q, q_group, q_mem, q_pos, n_tok, cache, layer, n_kv, p, out, pool, n_threads);
+    // Decode over a long cache: split the keys too, so every thread has an equal share (no
+    // memory or capture: those policies live in the per-row path).
+    else if (n_kv >= 2 * kMinKeysPerSplit && !p.memory && !p.capture)
+        attention_decode(q, q_group, q_pos, n_tok, cache, layer, n_kv, p, out, pool, n_threads);
     else if (f16) attend<F16Rows>(q, q_group, q_mem, q_pos, n_tok, cache, layer, n_kv, p, out, pool, n_threads);
     else attend<Q8Rows>(q, q_group, q_mem, q_pos, n_tok, cache, layer, n_kv, p, out, pool, n_threads);
     if (tiled && p.transition.active())

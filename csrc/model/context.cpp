@@ -9,6 +9,7 @@
 #include "core/fp16.h"
 #include "model/memory_budget.h"
 #include "ops/norm.h"
+#include "ops/swiglu.h"
 #include "quant/formats.h"
 
 namespace pyllong {
@@ -200,9 +201,9 @@ void Context::forward(const int32_t* tokens, const int32_t* pos, int64_t n, int6
                 std::memcpy(v + t * kv_dim, r + q_dim + kv_dim, kv_dim * sizeof(float));
             }
         } else {
-            matmul(L.wq, xn, q, n, pool_, params_.n_threads);
-            matmul(L.wk, xn, k, n, pool_, params_.n_threads);
-            matmul(L.wv, xn, v, n, pool_, params_.n_threads);
+            const QTensorView* W[3] = {&L.wq, &L.wk, &L.wv};
+            float* y[3] = {q, k, v};
+            matmul_multi(W, y, 3, xn, n, pool_, params_.n_threads);
         }
         attn_.transition = transition_layer(params_.transition, hp_.n_layer, l, prompt_len_);
         attn_.capture = capture_ ? capture_->layer(l) : nullptr;
@@ -221,11 +222,13 @@ void Context::forward(const int32_t* tokens, const int32_t* pos, int64_t n, int6
         float* up = up_.data();      // (n, F)
         float* gate = gate_.data();  // (n, F) or (n, 2F) fused
         switch (arch.ffn) {
-            case FFNKind::SwiGLU:
-                matmul(L.w_gate, xn, gate, n, pool_, params_.n_threads);
-                matmul(L.w_up, xn, up, n, pool_, params_.n_threads);
-                for (int64_t i = 0; i < n * F; ++i) up[i] *= silu(gate[i]);
+            case FFNKind::SwiGLU: {
+                const QTensorView* W[2] = {&L.w_gate, &L.w_up};
+                float* y[2] = {gate, up};
+                matmul_multi(W, y, 2, xn, n, pool_, params_.n_threads);
+                swiglu(gate, up, n * F, pool_, params_.n_threads);  // up *= silu(gate)
                 break;
+            }
             case FFNKind::FusedSwiGLU:  // ffn_up rows are [gate; up]
                 matmul(L.w_up, xn, gate, n, pool_, params_.n_threads);
                 for (int64_t t = 0; t < n; ++t)

@@ -20,60 +20,116 @@ constexpr int64_t kTokTile = 32;
 int64_t row_chunk(int64_t n_out, int nth) {
     return std::clamp<int64_t>(n_out / (8 * int64_t{nth}), 4, 64);
 }
+
+// One matrix of a (multi-)matmul, validated, with its activations.
+struct Job {
+    const QTensorView* W;
+    float* y;
+    size_t stride;                // bytes between weight rows
+    quant::VecDotFn dot;
+    quant::VecDotRowsFn dot_rows;  // may be null
+    const uint8_t* xq;            // (n_tok, act_rb) activations in the type's format
+    size_t act_rb;
+    int64_t chunk, first_chunk;   // rows per work item; index of this matrix's first item
+};
+
+Job make_job(const QTensorView& W, float* y, const quant::DotTable& table) {
+    const size_t packed = quant::row_bytes(W.type, W.n_in);  // validates type and n_in
+    const size_t stride = W.row_stride ? W.row_stride : packed;
+    if (stride < packed) throw InvalidArgument("matmul: row stride smaller than a row");
+    if (W.n_out < 0) throw InvalidArgument("matmul: negative size");
+    return Job{&W, y, stride, table[W.type], table.rows(W.type), nullptr, 0, 0, 0};
+}
+
+// Rows [r0, r1) of one matrix for all n_tok tokens.
+void run_rows(const Job& j, int64_t r0, int64_t r1, int64_t n_tok) {
+    const QTensorView& W = *j.W;
+    const auto* w = static_cast<const uint8_t*>(W.data);
+    for (int64_t t0 = 0; t0 < n_tok; t0 += kTokTile) {
+        const int64_t t1 = std::min(n_tok, t0 + kTokTile);
+        for (int64_t r = r0; r < r1; ++r) {
+            const uint8_t* wr = w + r * j.stride;  // one row: packed bytes
+            int64_t t = t0;
+            if (j.dot_rows) {  // kDotRows tokens per unpacking of the weight row
+                float out[quant::kDotRows];
+                for (; t + quant::kDotRows <= t1; t += quant::kDotRows) {
+                    j.dot_rows(W.n_in, wr, j.xq + t * j.act_rb, j.act_rb, out);
+                    for (int k = 0; k < quant::kDotRows; ++k) j.y[(t + k) * W.n_out + r] = out[k];
+                }
+            }
+            for (; t < t1; ++t) j.y[t * W.n_out + r] = j.dot(W.n_in, wr, j.xq + t * j.act_rb);
+        }
+    }
+}
+
+// Quantizes x once per distinct activation format among jobs (bufs hold the bytes), then
+// runs every job's rows in one pool run, work items taken dynamically across matrices.
+void run_jobs(std::vector<Job>& jobs, const float* x, int64_t n_in, int64_t n_tok, ThreadPool& pool, int nth,
+              const quant::DotTable& table) {
+    std::vector<uint8_t> bufs[3];  // per ActFormat: (n_tok, act_rb) bytes
+    for (Job& j : jobs) {
+        const quant::ActFormat af = quant::act_format(j.W->type);
+        j.act_rb = quant::act_row_bytes(af, n_in);
+        if (af == quant::ActFormat::F32) {  // F32 activations are used as is
+            j.xq = reinterpret_cast<const uint8_t*>(x);
+            continue;
+        }
+        std::vector<uint8_t>& buf = bufs[static_cast<int>(af)];
+        if (buf.empty()) {
+            buf.resize(j.act_rb * n_tok);
+            uint8_t* dst = buf.data();
+            const size_t rb = j.act_rb;
+            auto quantize_tokens = [&](int ith, int n) {
+                for (int64_t t = ith; t < n_tok; t += n) table.quantize_act(af, x + t * n_in, dst + t * rb, n_in);
+            };
+            if (n_tok >= 4 && nth > 1) pool.run(nth, quantize_tokens);
+            else quantize_tokens(0, 1);
+        }
+        j.xq = buf.data();
+    }
+    int64_t n_chunks = 0;
+    for (Job& j : jobs) {
+        j.chunk = row_chunk(j.W->n_out, nth);
+        j.first_chunk = n_chunks;
+        n_chunks += (j.W->n_out + j.chunk - 1) / j.chunk;
+    }
+    std::atomic<int64_t> next_chunk{0};
+    pool.run(nth, [&](int, int) {
+        size_t m = 0;  // chunks are taken in increasing order: the matrix index only moves forward
+        for (int64_t c; (c = next_chunk.fetch_add(1, std::memory_order_relaxed)) < n_chunks;) {
+            while (m + 1 < jobs.size() && c >= jobs[m + 1].first_chunk) ++m;
+            const Job& j = jobs[m];
+            const int64_t r0 = (c - j.first_chunk) * j.chunk, r1 = std::min(j.W->n_out, r0 + j.chunk);
+            run_rows(j, r0, r1, n_tok);
+        }
+    });
+}
 }  // namespace
 
 void matmul(const QTensorView& W, const float* x, float* y, int64_t n_tok, ThreadPool& pool,
             int n_threads, quant::SimdPath path) {
-    const size_t packed = quant::row_bytes(W.type, W.n_in);  // validates type and n_in
-    const size_t stride = W.row_stride ? W.row_stride : packed;
-    if (stride < packed) throw InvalidArgument("matmul: row stride smaller than a row");
-    if (n_tok < 0 || W.n_out < 0) throw InvalidArgument("matmul: negative size");
-    if (n_tok == 0 || W.n_out == 0) return;
     const quant::DotTable& table = quant::dot_table(path);
-    const quant::VecDotFn dot = table[W.type];
-    const quant::VecDotRowsFn dot_rows = table.rows(W.type);
+    std::vector<Job> jobs{make_job(W, y, table)};
+    if (n_tok < 0) throw InvalidArgument("matmul: negative size");
+    if (n_tok == 0 || W.n_out == 0) return;
     const int nth = n_threads <= 0 ? pool.size() : std::min(n_threads, pool.size());
+    run_jobs(jobs, x, W.n_in, n_tok, pool, nth, table);
+}
 
-    // Activations in the weight type's 8-bit format: (n_tok, act_rb) bytes.
-    const quant::ActFormat af = quant::act_format(W.type);
-    const size_t act_rb = quant::act_row_bytes(af, W.n_in);
-    std::vector<uint8_t> xq_buf;
-    const uint8_t* xq = reinterpret_cast<const uint8_t*>(x);  // F32 activations are used as is
-    if (af != quant::ActFormat::F32) {
-        xq_buf.resize(act_rb * n_tok);
-        uint8_t* dst = xq_buf.data();
-        auto quantize_tokens = [&](int ith, int n) {
-            for (int64_t t = ith; t < n_tok; t += n) table.quantize_act(af, x + t * W.n_in, dst + t * act_rb, W.n_in);
-        };
-        if (n_tok >= 4 && nth > 1) pool.run(nth, quantize_tokens);
-        else quantize_tokens(0, 1);
-        xq = dst;
+void matmul_multi(const QTensorView* const* W, float* const* y, int n_mats, const float* x, int64_t n_tok,
+                  ThreadPool& pool, int n_threads) {
+    const quant::DotTable& table = quant::dot_table(quant::default_simd_path());
+    std::vector<Job> jobs;
+    jobs.reserve(static_cast<size_t>(n_mats));
+    for (int i = 0; i < n_mats; ++i) {
+        if (W[i]->n_in != W[0]->n_in)
+            throw InvalidArgument("matmul_multi: the matrices must share the input length (n_in)");
+        if (W[i]->n_out > 0) jobs.push_back(make_job(*W[i], y[i], table));
     }
-
-    const auto* w = static_cast<const uint8_t*>(W.data);
-    const int64_t chunk = row_chunk(W.n_out, nth);
-    const int64_t n_chunks = (W.n_out + chunk - 1) / chunk;
-    std::atomic<int64_t> next_chunk{0};
-    pool.run(nth, [&](int, int) {
-        for (int64_t c; (c = next_chunk.fetch_add(1, std::memory_order_relaxed)) < n_chunks;) {
-            const int64_t r0 = c * chunk, r1 = std::min(W.n_out, r0 + chunk);
-            for (int64_t t0 = 0; t0 < n_tok; t0 += kTokTile) {
-                const int64_t t1 = std::min(n_tok, t0 + kTokTile);
-                for (int64_t r = r0; r < r1; ++r) {
-                    const uint8_t* wr = w + r * stride;  // one row: packed bytes
-                    int64_t t = t0;
-                    if (dot_rows) {  // kDotRows tokens per unpacking of the weight row
-                        float out[quant::kDotRows];
-                        for (; t + quant::kDotRows <= t1; t += quant::kDotRows) {
-                            dot_rows(W.n_in, wr, xq + t * act_rb, act_rb, out);
-                            for (int k = 0; k < quant::kDotRows; ++k) y[(t + k) * W.n_out + r] = out[k];
-                        }
-                    }
-                    for (; t < t1; ++t) y[t * W.n_out + r] = dot(W.n_in, wr, xq + t * act_rb);
-                }
-            }
-        }
-    });
+    if (n_tok < 0) throw InvalidArgument("matmul: negative size");
+    if (n_tok == 0 || jobs.empty()) return;
+    const int nth = n_threads <= 0 ? pool.size() : std::min(n_threads, pool.size());
+    run_jobs(jobs, x, W[0]->n_in, n_tok, pool, nth, table);
 }
 
 }  // namespace pyllong

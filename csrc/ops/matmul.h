@@ -30,4 +30,11 @@ inline void matmul(const QTensorView& W, const float* x, float* y, int64_t n_tok
     matmul(W, x, y, n_tok, pool, n_threads, quant::default_simd_path());
 }
 
+// y[i] = W[i] x for n_mats matrices that read the same x (q/k/v, gate/up): x is quantized
+// once per activation format and all rows go through one pool run, so a decode step pays
+// one hand-off to the workers instead of n_mats (for small models that hand-off, not the
+// weights, is what a GEMV costs). y[i]: (n_tok, W[i].n_out). Same results as n_mats calls.
+void matmul_multi(const QTensorView* const* W, float* const* y, int n_mats, const float* x, int64_t n_tok,
+                  ThreadPool& pool, int n_threads = 0);
+
 }  // namespace pyllong

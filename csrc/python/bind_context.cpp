@@ -2,9 +2,11 @@
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>
 
+#include <chrono>
 #include <cmath>
 
 #include "core/error.h"
+#include "attention/attention_decode.h"
 #include "core/fp16.h"
 #include "model/context.h"
 #include "model/memory_budget.h"
@@ -173,6 +175,21 @@ void bind_context(py::module_& m) {
             if (!c.transition().enabled) return py::none();
             return py::make_tuple(c.transition().alpha, c.transition().beta, c.transition().bands);
         })
+        .def("eval_each", [](Context& c, py::object tokens) {
+            // The native decode loop, for `pyllong bench --generate`: each token is one eval of
+            // one token, as a C++ caller would run it; logits stay in C++. Returns (n,) ns each.
+            std::vector<int32_t> ids = token_ids(tokens, c.n_vocab());
+            BusyGuard busy(&c);
+            py::array_t<int64_t> ns(static_cast<py::ssize_t>(ids.size()));
+            int64_t* out = ns.mutable_data();
+            py::gil_scoped_release nogil;
+            for (size_t i = 0; i < ids.size(); ++i) {
+                const auto t0 = std::chrono::steady_clock::now();
+                c.eval(&ids[i], 1, false);
+                out[i] = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count();
+            }
+            return ns;
+        }, py::arg("tokens"), "Evaluate each token alone (the native decode loop); nanoseconds per token.")
         .def_property_readonly("n_past", &Context::n_past)
         .def_property_readonly("n_ctx", &Context::n_ctx)
         .def_property_readonly("n_vocab", &Context::n_vocab)
@@ -243,6 +260,9 @@ void bind_context(py::module_& m) {
             py::gil_scoped_release nogil;
             c.shift(n_keep, n_discard);
         }, py::arg("n_keep"), py::arg("n_discard"));
+
+    m.def("attention_decode_splits", &attention_decode_splits, py::arg("n_pairs"), py::arg("n_kv"),
+          py::arg("n_threads"), "Key ranges per (token, kv head) pair that decode attention splits into.");
 
     // The production attention step (rotation, cache write, the one attention loop) on
     // caller-given q/k/v, for oracle tests of the attention policies.
