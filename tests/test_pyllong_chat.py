@@ -3,7 +3,6 @@ Ctrl-C on a terminal) pexpect. Greedy replies are compared token for token — t
 text — with the Python API (Model.chat / ChatSession at temperature 0, same penalties)."""
 import json
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -17,20 +16,6 @@ from pyllong.models.synthetic import CHATML_TEMPLATE, LLAMA2_TEMPLATE, PHI3_TEMP
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 300
-
-
-@pytest.fixture(scope="session")
-def chat_bin():
-    """The installed pyllong-chat, else the development build. Missing is a failure: the
-    binary is a deliverable, not an optional extra."""
-    found = shutil.which("pyllong-chat")
-    if found:
-        return found
-    dev = ROOT / "build" / "dev" / "pyllong-chat"
-    if dev.is_file():
-        return str(dev)
-    pytest.fail("pyllong-chat not found on PATH nor at build/dev/pyllong-chat; build it with "
-                "`cmake -S . -B build/dev -G Ninja && ninja -C build/dev`")
 
 
 @pytest.fixture(scope="session")

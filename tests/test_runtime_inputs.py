@@ -14,7 +14,7 @@ from pyllong import _core
 from pyllong.errors import ContextOverflowError, InvalidArgumentError, OutOfMemoryError
 from pyllong.models.synthetic import cached_preset
 
-from test_pyllong_chat import assert_one_line_error, chat_bin  # noqa: F401  (fixture)
+from test_pyllong_chat import assert_one_line_error
 
 pytestmark = pytest.mark.skipif(not hasattr(_core, "Context"), reason="native forward pass not built")
 

@@ -111,15 +111,11 @@ def test_evict_option_is_checked(path):
         ChatSession(m, evict="drop")
 
 
-def test_pyllong_chat_evict_shift_matches_python(smollm2_path):
+def test_pyllong_chat_evict_shift_matches_python(smollm2_path, chat_bin):
     """pyllong-chat --evict shift against ChatSession(evict="shift"), greedy, over a chat that overflows."""
     import json
     import subprocess
-    from pathlib import Path
 
-    chat_bin = Path(__file__).resolve().parent.parent / "build" / "dev" / "pyllong-chat"
-    if not chat_bin.is_file():
-        pytest.fail("build pyllong-chat first: cmake -S . -B build/dev -G Ninja && ninja -C build/dev")
     msgs = ["Tell me about the moon.", "And the sun?", "What about Mars?", "And Jupiter?", "Thanks, bye!"]
     s = ChatSession(Model(smollm2_path, n_ctx=160, n_threads=2), system="You are an astronomer.", max_tokens=24,
                     evict="shift", temperature=0)

@@ -247,13 +247,9 @@ def test_cli_parse():
 
 # --- pyllong-chat: the same edit through the C++ generator's chunked prefill ---------------
 
-def test_pyllong_chat_transition_equals_python():
+def test_pyllong_chat_transition_equals_python(chat_bin):
     import subprocess
-    from pathlib import Path
 
-    chat_bin = Path(__file__).resolve().parent.parent / "build" / "dev" / "pyllong-chat"
-    if not chat_bin.is_file():
-        pytest.fail("build pyllong-chat first: cmake -S . -B build/dev -G Ninja && ninja -C build/dev")
     path = _model_path()
     prompt = " ".join(f"word{i % 37}" for i in range(130))  # about 500 tokens: bands exist
     m = pyllong.Model(path, n_ctx=1024)
