@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+import gguf
 import numpy as np
 import pytest
 
@@ -69,8 +70,7 @@ def test_matmul_matches_float64_oracle(name):
     raw, w = _weights(name, n_out, n_in, rng)
     for n_tok in (1, 3, 8, 9, 70):  # decode kernel (1..8 tokens), tiled kernel, partial token tiles
         x = rng.standard_normal((n_tok, n_in)).astype(np.float32)
-        got = _core.cuda_matmul_probe(int(getattr(__import__("gguf").GGMLQuantizationType, name)), raw.reshape(-1),
-                                      n_in, x)
+        got = _core.cuda_matmul_probe(int(gguf.GGMLQuantizationType[name]), raw.reshape(-1), n_in, x)
         ref = x.astype(np.float64) @ w.T
         bound = (n_in + 4) * np.finfo(np.float32).eps * (np.abs(x) @ np.abs(w).T)
         assert got.shape == (n_tok, n_out)

@@ -6,60 +6,30 @@
 #include <cstring>
 #include <vector>
 
+#include "attention/kernels.h"
 #include "core/fp16.h"
-
-#if defined(__AVX2__) && defined(__F16C__) && defined(__FMA__)
-#include <immintrin.h>
-#define PYLLONG_DEC_AVX2 1
-#endif
 
 namespace pyllong {
 
 namespace {
 
-#ifdef PYLLONG_DEC_AVX2
-inline float hsum(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-#endif
-
-// One head's slice of a cache row as f32: out (n,). f16 rows, or q8_0 blocks of
-// {f16 d; int8 q[32]} (34 bytes) with heads on block boundaries (checked at context creation).
-void load_row(KVType type, const uint8_t* row, int64_t first, float* out, int64_t n) {
-    if (type == KVType::F16) {
-        const auto* h = reinterpret_cast<const uint16_t*>(row) + first;
-        int64_t i = 0;
-#ifdef PYLLONG_DEC_AVX2
-        for (; i + 8 <= n; i += 8)
-            _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h + i))));
-#endif
-        for (; i < n; ++i) out[i] = fp16_to_fp32(h[i]);
-        return;
-    }
-    const uint8_t* b = row + first / 32 * 34;
-    for (int64_t i = 0; i < n; i += 32, b += 34) {
-        uint16_t d16;
-        std::memcpy(&d16, b, 2);
-        const float d = fp16_to_fp32(d16);
-        const auto* x = reinterpret_cast<const int8_t*>(b + 2);
-        for (int k = 0; k < 32; ++k) out[i + k] = d * x[k];
-    }
+// One head's slice of a cache row as f32: out (n,), through the row codecs of kernels.h.
+inline void load_row(KVType type, const uint8_t* row, int64_t first, float* out, int64_t n) {
+    if (type == KVType::F16) attn::F16Rows::load(attn::F16Rows::at(row, first), out, n);
+    else attn::Q8Rows::load(attn::Q8Rows::at(row, first), out, n);
 }
 
 inline float dot(const float* a, const float* b, int64_t n) {
     int64_t i = 0;
     float s = 0;
-#ifdef PYLLONG_DEC_AVX2
+#ifdef PYLLONG_ATTN_AVX2
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
     for (; i + 16 <= n; i += 16) {
         acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
         acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
     }
     for (; i + 8 <= n; i += 8) acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
-    s = hsum(_mm256_add_ps(acc0, acc1));
+    s = attn::hsum(_mm256_add_ps(acc0, acc1));
 #endif
     for (; i < n; ++i) s += a[i] * b[i];
     return s;
@@ -67,49 +37,12 @@ inline float dot(const float* a, const float* b, int64_t n) {
 
 inline void axpy(float* acc, float w, const float* x, int64_t n) {
     int64_t i = 0;
-#ifdef PYLLONG_DEC_AVX2
+#ifdef PYLLONG_ATTN_AVX2
     const __m256 wv = _mm256_set1_ps(w);
     for (; i + 8 <= n; i += 8)
         _mm256_storeu_ps(acc + i, _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + i), _mm256_loadu_ps(acc + i)));
 #endif
     for (; i < n; ++i) acc[i] += w * x[i];
-}
-
-// x[i] = exp(x[i] - shift), -inf (masked) giving exactly 0; returns the sum. The same
-// Cephes expf polynomial as the prefill path in attention.cpp (relative error ~1e-7).
-float exp_shifted_sum(float* x, int64_t n, float shift) {
-    int64_t i = 0;
-    float sum = 0;
-#ifdef PYLLONG_DEC_AVX2
-    const __m256 vshift = _mm256_set1_ps(shift), ninf = _mm256_set1_ps(-INFINITY);
-    const __m256 hi = _mm256_set1_ps(88.3762626647949f), lo = _mm256_set1_ps(-88.3762626647949f);
-    __m256 vsum = _mm256_setzero_ps();
-    for (; i + 8 <= n; i += 8) {
-        const __m256 raw = _mm256_loadu_ps(x + i);
-        const __m256 masked = _mm256_cmp_ps(raw, ninf, _CMP_EQ_OQ);
-        __m256 v = _mm256_max_ps(_mm256_min_ps(_mm256_sub_ps(raw, vshift), hi), lo);
-        const __m256 fx = _mm256_floor_ps(_mm256_fmadd_ps(v, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(0.5f)));
-        v = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), v);
-        v = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.12194440e-4f), v);
-        __m256 y = _mm256_set1_ps(1.9875691500e-4f);
-        y = _mm256_fmadd_ps(y, v, _mm256_set1_ps(1.3981999507e-3f));
-        y = _mm256_fmadd_ps(y, v, _mm256_set1_ps(8.3334519073e-3f));
-        y = _mm256_fmadd_ps(y, v, _mm256_set1_ps(4.1665795894e-2f));
-        y = _mm256_fmadd_ps(y, v, _mm256_set1_ps(1.6666665459e-1f));
-        y = _mm256_fmadd_ps(y, v, _mm256_set1_ps(5.0000001201e-1f));
-        y = _mm256_fmadd_ps(y, _mm256_mul_ps(v, v), _mm256_add_ps(v, _mm256_set1_ps(1.0f)));
-        const __m256i pow2n = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(fx), _mm256_set1_epi32(127)), 23);
-        y = _mm256_andnot_ps(masked, _mm256_mul_ps(y, _mm256_castsi256_ps(pow2n)));
-        _mm256_storeu_ps(x + i, y);
-        vsum = _mm256_add_ps(vsum, y);
-    }
-    sum = hsum(vsum);
-#endif
-    for (; i < n; ++i) {
-        x[i] = x[i] == -INFINITY ? 0.0f : std::exp(x[i] - shift);
-        sum += x[i];
-    }
-    return sum;
 }
 
 }  // namespace
@@ -172,7 +105,7 @@ void attention_decode(const float* q, const float* q_group, const int32_t* q_pos
                 }
             }
             for (int64_t r = 0; r < group; ++r)
-                sum[r] = mx[r] == -INFINITY ? 0.0f : exp_shifted_sum(scores.data() + r * span, len, mx[r]);
+                sum[r] = mx[r] == -INFINITY ? 0.0f : attn::exp_shifted_sum(scores.data() + r * span, len, mx[r]);
             std::fill(acc.begin(), acc.end(), 0.0f);
             for (int64_t jj = 0; jj < len; ++jj) {
                 bool any = false;

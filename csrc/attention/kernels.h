@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "core/exp_avx2.h"
 #include "core/fp16.h"
 
 #if defined(__AVX2__) && defined(__F16C__) && defined(__FMA__)
@@ -33,28 +34,11 @@ inline float exp_shifted_sum(float* x, int64_t n, float shift) {
     float sum = 0;
 #ifdef PYLLONG_ATTN_AVX2
     const __m256 vshift = _mm256_set1_ps(shift), ninf = _mm256_set1_ps(-INFINITY);
-    const __m256 hi = _mm256_set1_ps(88.3762626647949f), lo = _mm256_set1_ps(-88.3762626647949f);
-    const __m256 log2e = _mm256_set1_ps(1.44269504088896341f), half = _mm256_set1_ps(0.5f);
-    const __m256 c1 = _mm256_set1_ps(0.693359375f), c2 = _mm256_set1_ps(-2.12194440e-4f);
-    const __m256 one = _mm256_set1_ps(1.0f);
     __m256 vsum = _mm256_setzero_ps();
     for (; i + 8 <= n; i += 8) {
         const __m256 raw = _mm256_loadu_ps(x + i);
         const __m256 masked = _mm256_cmp_ps(raw, ninf, _CMP_EQ_OQ);
-        __m256 v = _mm256_max_ps(_mm256_min_ps(_mm256_sub_ps(raw, vshift), hi), lo);
-        __m256 fx = _mm256_floor_ps(_mm256_fmadd_ps(v, log2e, half));
-        v = _mm256_fnmadd_ps(fx, c1, v);
-        v = _mm256_fnmadd_ps(fx, c2, v);
-        __m256 y = _mm256_set1_ps(1.9875691500e-4f);
-        y = _mm256_fmadd_ps(y, v, _mm256_set1_ps(1.3981999507e-3f));
-        y = _mm256_fmadd_ps(y, v, _mm256_set1_ps(8.3334519073e-3f));
-        y = _mm256_fmadd_ps(y, v, _mm256_set1_ps(4.1665795894e-2f));
-        y = _mm256_fmadd_ps(y, v, _mm256_set1_ps(1.6666665459e-1f));
-        y = _mm256_fmadd_ps(y, v, _mm256_set1_ps(5.0000001201e-1f));
-        y = _mm256_fmadd_ps(y, _mm256_mul_ps(v, v), _mm256_add_ps(v, one));
-        const __m256i pow2n = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(fx), _mm256_set1_epi32(127)), 23);
-        y = _mm256_mul_ps(y, _mm256_castsi256_ps(pow2n));
-        y = _mm256_andnot_ps(masked, y);
+        const __m256 y = _mm256_andnot_ps(masked, exp8(_mm256_sub_ps(raw, vshift)));
         _mm256_storeu_ps(x + i, y);
         vsum = _mm256_add_ps(vsum, y);
     }
