@@ -150,7 +150,7 @@ def test_n_ctx_beyond_memory_says_how_many_bytes(path, monkeypatch):
     kv_dim = hp["n_head_kv"] * hp["head_dim"]
     need_kv = kv_bytes(hp["n_layer"], 4096, kv_dim)
     monkeypatch.setenv("PYLLONG_MEMORY_LIMIT", str(need_kv // 2))
-    with pytest.raises(OutOfMemoryError, match=r"n_ctx 4096 needs \d+ bytes .* available; use a smaller n_ctx") as e:
+    with pytest.raises(OutOfMemoryError, match=r"n_ctx 4096 needs \d+ bytes .* available \(\$PYLLONG_MEMORY_LIMIT\); use a smaller n_ctx") as e:
         pyllong.Model(path, n_ctx=4096, n_threads=1)
     assert need_kv <= needed(str(e.value)) < need_kv + (8 << 20)  # the cache plus a few MB of scratch
     assert isinstance(e.value, MemoryError)

@@ -16,7 +16,12 @@ fi
 export PYTHONPATH=$PWD:$PWD/tests:${PYTHONPATH:-}
 [ -f .gpu/smollm2-8l.gguf ] && export PYLLONG_SMOLLM2_GGUF=$PWD/.gpu/smollm2-8l.gguf
 t0=$(date +%s)
-cmake -S . -B build/gpu -G Ninja -DPYLLONG_CUDA=ON -DPYLLONG_CUDA_ARCHS=90 -Dpybind11_DIR="$(python3 -m pybind11 --cmakedir)" >"$OUT/cmake.log" 2>&1 \
+# The system compiler: the lent machine's PATH also has a newer /opt/gcc, whose libstdc++
+# headers do not match the libstdc++ that python3 loads (iostreams then misread numbers).
+compilers=()
+[ -x /usr/bin/g++ ] && compilers=(-DCMAKE_C_COMPILER=/usr/bin/gcc -DCMAKE_CXX_COMPILER=/usr/bin/g++ -DCMAKE_CUDA_HOST_COMPILER=/usr/bin/g++)
+cmake -S . -B build/gpu -G Ninja -DPYLLONG_CUDA=ON -DPYLLONG_CUDA_ARCHS=90 "${compilers[@]}" \
+  -Dpybind11_DIR="$(python3 -m pybind11 --cmakedir)" >"$OUT/cmake.log" 2>&1 \
   || { tail -30 "$OUT/cmake.log"; exit 1; }
 ninja -C build/gpu >"$OUT/build.log" 2>&1 || { grep -E -B2 -A12 "error" "$OUT/build.log" | head -80; exit 1; }
 echo "build: $(( $(date +%s) - t0 )) s"

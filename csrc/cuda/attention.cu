@@ -214,19 +214,9 @@ void attention(const float* q, const float* q_group, const int32_t* q_pos, int64
 
 void attention_step(float* q, float* k, const float* v, int64_t n, const DeviceKV& kv, const AttentionShape& s,
                     const StepBuffers& b, float* out, cudaStream_t stream) {
-    const int64_t q_dim = s.n_head * s.head_dim, kv_dim = s.n_head_kv * s.head_dim;
-    const bool se = s.self_extend.enabled();
-    if (se) {  // grouped rotations first, from the unrotated q and k
-        check(cudaMemcpyAsync(b.qg, q, n * q_dim * sizeof(float), cudaMemcpyDeviceToDevice, stream), "copy q");
-        check(cudaMemcpyAsync(b.kg, k, n * kv_dim * sizeof(float), cudaMemcpyDeviceToDevice, stream), "copy k");
-        rope(b.qg, b.qpos_g, n, s.n_head, s.head_dim, b.n_rot, b.neox, b.inv_freq, stream);
-        rope(b.kg, b.kpos_g, n, s.n_head_kv, s.head_dim, b.n_rot, b.neox, b.inv_freq, stream);
-    }
-    rope(q, b.pos, n, s.n_head, s.head_dim, b.n_rot, b.neox, b.inv_freq, stream);
-    rope(k, b.pos, n, s.n_head_kv, s.head_dim, b.n_rot, b.neox, b.inv_freq, stream);
-    kv_store(kv, b.step, k, v, se ? b.kg : nullptr, n, b.pos, b.cell_pos, stream);
-    attention(q, se ? b.qg : nullptr, b.pos, n, kv, b.cell_pos, b.step, b.n_split, s, out, b.partial, b.partial_floats,
-              stream);
+    rope_store(q, k, v, n, kv, s, b, stream);
+    attention(q, s.self_extend.enabled() ? b.qg : nullptr, b.pos, n, kv, b.cell_pos, b.step, b.n_split, s, out,
+              b.partial, b.partial_floats, stream);
 }
 
 }  // namespace pyllong::cuda

@@ -211,8 +211,8 @@ struct Chunk<GGMLType::Q6_K> {  // {ql[128]; qh[64]; i8 scales[16]; f16 d}: d * 
 
 // Eight consecutive elements, [8g, 8g + 8), of a row: what one lane of the decode kernel
 // reads per step, so that a warp's lanes read neighbouring bytes and neighbouring
-// activations. The formats decode runs most have their own loaders with wide loads; the
-// others take their 32-chunk's slice from the chunk loader.
+// activations. F32 and F16 have their own loaders with wide loads; the others take their
+// 32-chunk's slice from the chunk loader.
 template <GGMLType T>
 struct Group8 {
     __device__ static void load(const uint8_t* row, int64_t g, float* y) {
@@ -245,51 +245,8 @@ struct Group8<GGMLType::F16> {
         }
     }
 };
-// Q4_0 / Q4_1: slice s of block g/4 is the low (s < 2) or high nibbles of qs[8(s&1) .. +8).
-template <>
-struct Group8<GGMLType::Q4_0> {
-    __device__ static void load(const uint8_t* row, int64_t g, float* y) {
-        const uint8_t* b = row + (g / 4) * 18;
-        const int s = static_cast<int>(g % 4), shift = 4 * (s >> 1);
-        const float d = f16(b);
-        const uint16_t* qs = reinterpret_cast<const uint16_t*>(b + 2 + 8 * (s & 1));
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-            const uint32_t two = qs[i] >> shift;
-            y[2 * i] = d * static_cast<float>(static_cast<int>(two & 0xF) - 8);
-            y[2 * i + 1] = d * static_cast<float>(static_cast<int>((two >> 8) & 0xF) - 8);
-        }
-    }
-};
-template <>
-struct Group8<GGMLType::Q4_1> {
-    __device__ static void load(const uint8_t* row, int64_t g, float* y) {
-        const uint8_t* b = row + (g / 4) * 20;
-        const int s = static_cast<int>(g % 4), shift = 4 * (s >> 1);
-        const float d = f16(b), m = f16(b + 2);
-        const uint32_t* q = reinterpret_cast<const uint32_t*>(b + 4 + 8 * (s & 1));  // 4-byte aligned
-        const uint32_t w[2] = {q[0] >> shift, q[1] >> shift};
-#pragma unroll
-        for (int i = 0; i < 8; ++i) y[i] = d * static_cast<float>((w[i / 4] >> (8 * (i % 4))) & 0xF) + m;
-    }
-};
-template <>
-struct Group8<GGMLType::Q8_0> {
-    __device__ static void load(const uint8_t* row, int64_t g, float* y) {
-        const uint8_t* b = row + (g / 4) * 34;
-        const float d = f16(b);
-        const uint16_t* qs = reinterpret_cast<const uint16_t*>(b + 2 + 8 * (g % 4));
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-            const uint16_t two = qs[i];
-            y[2 * i] = d * static_cast<float>(static_cast<int8_t>(two & 0xFF));
-            y[2 * i + 1] = d * static_cast<float>(static_cast<int8_t>(two >> 8));
-        }
-    }
-};
-
-// <8 elements of group g, xv (8,)>: by default dequantize then dot; the formats decode
-// runs most factor their block scale out of the sum and decode nibbles with float tricks.
+// <8 elements of group g, xv (8,)>: dequantize, then dot. (Q4_0, Q4_1 and Q8_0 never come
+// here: decode multiplies them packed, in matmul.cu.)
 template <GGMLType T>
 struct Dot8 {
     __device__ static float dot(const uint8_t* row, int64_t g, const float* xv) {
@@ -301,55 +258,6 @@ struct Dot8 {
         return s;
     }
 };
-// 0x4B000000 | q is the float 2^23 + q: one OR and one subtraction turn a nibble into float.
-__device__ __forceinline__ float nib(uint32_t q, float bias) { return __uint_as_float(0x4B000000u | q) - bias; }
-template <>
-struct Dot8<GGMLType::Q4_0> {
-    __device__ static float dot(const uint8_t* row, int64_t g, const float* xv) {
-        const uint8_t* b = row + (g / 4) * 18;
-        const int s = static_cast<int>(g % 4), shift = 4 * (s >> 1);
-        const uint16_t* qs = reinterpret_cast<const uint16_t*>(b + 2 + 8 * (s & 1));
-        float sum = 0.0f;
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-            const uint32_t two = static_cast<uint32_t>(qs[i]) >> shift;
-            sum += nib(two & 0xF, 8388616.0f) * xv[2 * i] + nib((two >> 8) & 0xF, 8388616.0f) * xv[2 * i + 1];
-        }
-        return f16(b) * sum;  // d * sum (q - 8) x
-    }
-};
-template <>
-struct Dot8<GGMLType::Q4_1> {
-    __device__ static float dot(const uint8_t* row, int64_t g, const float* xv) {
-        const uint8_t* b = row + (g / 4) * 20;
-        const int s = static_cast<int>(g % 4), shift = 4 * (s >> 1);
-        const uint32_t* q = reinterpret_cast<const uint32_t*>(b + 4 + 8 * (s & 1));
-        const uint32_t w[2] = {q[0] >> shift, q[1] >> shift};
-        float sq = 0.0f, sx = 0.0f;
-#pragma unroll
-        for (int i = 0; i < 8; ++i) {
-            sq += nib((w[i / 4] >> (8 * (i % 4))) & 0xF, 8388608.0f) * xv[i];
-            sx += xv[i];
-        }
-        return f16(b) * sq + f16(b + 2) * sx;  // d * sum q x + m * sum x
-    }
-};
-template <>
-struct Dot8<GGMLType::Q8_0> {
-    __device__ static float dot(const uint8_t* row, int64_t g, const float* xv) {
-        const uint8_t* b = row + (g / 4) * 34;
-        const uint16_t* qs = reinterpret_cast<const uint16_t*>(b + 2 + 8 * (g % 4));
-        float sum = 0.0f;
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-            const uint16_t two = qs[i];
-            sum += static_cast<float>(static_cast<int8_t>(two & 0xFF)) * xv[2 * i] +
-                   static_cast<float>(static_cast<int8_t>(two >> 8)) * xv[2 * i + 1];
-        }
-        return f16(b) * sum;
-    }
-};
-
 // X(name) for every format the device runs.
 #define PYLLONG_CUDA_TYPES(X) X(F32) X(F16) X(BF16) X(Q4_0) X(Q4_1) X(Q5_0) X(Q5_1) X(Q8_0) \
     X(Q2_K) X(Q3_K) X(Q4_K) X(Q5_K) X(Q6_K)

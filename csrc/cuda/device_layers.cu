@@ -18,32 +18,19 @@ namespace pyllong::cuda {
 
 namespace {
 
-struct Matrix {  // one weight matrix on the device, in its file format
-    GGMLType type{};
-    DeviceBuffer<uint8_t> data;  // (n_out, row_bytes)
-    size_t row_bytes = 0;
-    int64_t n_in = 0, n_out = 0;
-};
-
-Matrix upload(const QTensorView& w) {
-    Matrix m;
-    if (!w.data) return m;
-    if (!mat_mul_supports(w.type))
-        throw DeviceError(std::string("the CUDA backend has no kernel for tensor type ") +
-                          type_name(static_cast<uint32_t>(w.type)) + "; run this model with n_gpu_layers=0");
-    m.type = w.type;
-    m.row_bytes = quant::row_bytes(w.type, w.n_in);
-    m.n_in = w.n_in;
-    m.n_out = w.n_out;
-    const size_t stride = w.row_stride ? w.row_stride : m.row_bytes;
-    m.data = DeviceBuffer<uint8_t>(m.row_bytes * w.n_out);
-    if (stride == m.row_bytes) {
-        m.data.upload(static_cast<const uint8_t*>(w.data), m.data.size());
-    } else {
-        for (int64_t r = 0; r < w.n_out; ++r)
-            m.data.upload(static_cast<const uint8_t*>(w.data) + r * stride, m.row_bytes, r * m.row_bytes);
+using Matrix = DeviceMatrix;
+HostRows rows_of(const QTensorView& w) { return HostRows{w.data, w.row_stride, w.n_out}; }
+Matrix upload(const QTensorView& w) { return w.data ? upload_matrix(w.type, w.n_in, {rows_of(w)}) : Matrix{}; }
+// a, b, ... stacked into one matrix when they share format and n_in (one launch for all),
+// else nothing.
+Matrix upload_stacked(std::initializer_list<const QTensorView*> ws) {
+    const QTensorView& first = **ws.begin();
+    std::vector<HostRows> parts;
+    for (const QTensorView* w : ws) {
+        if (!w->data || w->type != first.type || w->n_in != first.n_in) return Matrix{};
+        parts.push_back(rows_of(*w));
     }
-    return m;
+    return upload_matrix(first.type, first.n_in, parts);
 }
 DeviceBuffer<float> upload(const std::vector<float>& v) { return DeviceBuffer<float>(v.data(), v.size()); }
 int64_t bytes_of(const QTensorView& w) { return w.data ? static_cast<int64_t>(quant::row_bytes(w.type, w.n_in)) * w.n_out : 0; }
@@ -51,7 +38,9 @@ int64_t bytes_of(const std::vector<float>& v) { return static_cast<int64_t>(v.si
 
 struct Layer {
     DeviceBuffer<float> attn_norm, attn_norm_b, bqkv, bo, ffn_norm, b_up, b_down;
-    Matrix wq, wk, wv, wqkv, wo, w_gate, w_up, w_down;
+    // wqkv: the file's fused matrix, or wq | wk | wv stacked; w_gu: w_gate | w_up stacked (or
+    // the file's fused gate|up rows, phi3). The separate ones stay empty then.
+    Matrix wq, wk, wv, wqkv, wo, w_gate, w_up, w_gu, w_down;
     DeviceBuffer<__half> k, v, kg;  // (n_ctx, kv_dim) each; kg only with SelfExtend
 };
 
@@ -78,9 +67,18 @@ public:
 
 private:
     void layers(int64_t n, int n_split, int64_t first_logit, bool logits);  // the kernels of one chunk
-    void norm(const float* x, const DeviceBuffer<float>& w, const DeviceBuffer<float>& b, float* out, int64_t n);
+    // out = norm(x); with q8 also quantized into xq_, for the matmuls that read 8-bit input.
+    void norm(const float* x, const DeviceBuffer<float>& w, const DeviceBuffer<float>& b, float* out, int64_t n,
+              bool q8);
+    // y (+)= x · Wᵀ + bias. x_q8: x already quantized in xq_ (else it is quantized here when W needs it).
     void mul(const Matrix& W, const float* x, float* y, int64_t n, const DeviceBuffer<float>& bias = {},
-             bool accumulate = false);
+             bool accumulate = false, bool x_q8 = false);
+    // Whether any of these (the consumers of one input) reads it quantized.
+    static bool any_q8(std::initializer_list<const Matrix*> ws, int64_t n) {
+        for (const Matrix* w : ws)
+            if (uses_q8(*w, n)) return true;
+        return false;
+    }
     template <class F>
     void timed(PhaseTimer::Phase p, F&& f) {
         Phase scope(*timer_, p);
@@ -111,7 +109,11 @@ private:
     cudaGraphExec_t decode_graph_ = nullptr;
     bool graphs_ = false;
     // Scratch for one chunk of up to n_batch tokens.
-    DeviceBuffer<float> x_, xn_, q_, k_, v_, qkv_, att_, gate_, up_, qg_, kg_, partial_, logits_;
+    DeviceBuffer<float> x_, xn_, q_, k_, v_, qkv_, att_, gate_, up_, qg_, partial_, logits_;
+    // (kDecodeMaxTokens, max n_in) 8-bit activations, and their (.., max n_in / 32) scales.
+    DeviceBuffer<int8_t> xq_bytes_;
+    DeviceBuffer<float2> xq_scales_;
+    Q8Act xq_;
 };
 
 Impl::Impl(const HParams& hp, const ModelWeights& w, const DeviceLayersParams& p)
@@ -139,8 +141,10 @@ Impl::Impl(const HParams& hp, const ModelWeights& w, const DeviceLayersParams& p
     for (int64_t n = 1; n <= nb_; ++n)
         partial = std::max(partial, attention_scratch_floats(n, hp.n_head, hp.head_dim,
                                                              attention_splits(n, hp.n_head, p.n_ctx)));
+    const int64_t max_in = std::max({E, F, q_dim_});
     const int64_t scratch = 4 * (nb_ * (3 * E + 3 * q_dim_ + 3 * kv_dim_ + 3 * F + q_dim_ + 2 * kv_dim_) + partial +
-                                 (p.output ? nb_ * hp.n_vocab : 0));
+                                 (p.output ? nb_ * hp.n_vocab : 0)) +
+                            kDecodeMaxTokens * (max_in + max_in / 32 * 8);
     const int64_t need = weight_bytes_ + kv_bytes_ + scratch + 8 * p.n_ctx;
     size_t free_b = 0, total_b = 0;
     check(cudaMemGetInfo(&free_b, &total_b), "cudaMemGetInfo");
@@ -158,12 +162,19 @@ Impl::Impl(const HParams& hp, const ModelWeights& w, const DeviceLayersParams& p
         Layer& L = layers_[l];
         L.attn_norm = upload(S.attn_norm);
         L.attn_norm_b = upload(S.attn_norm_b);
-        L.wq = upload(S.wq); L.wk = upload(S.wk); L.wv = upload(S.wv); L.wqkv = upload(S.wqkv);
+        L.wqkv = S.wqkv.data ? upload(S.wqkv) : upload_stacked({&S.wq, &S.wk, &S.wv});
+        if (L.wqkv.empty()) { L.wq = upload(S.wq); L.wk = upload(S.wk); L.wv = upload(S.wv); }
         L.bqkv = upload(S.bqkv);
         L.wo = upload(S.wo);
         L.bo = upload(S.bo);
         L.ffn_norm = upload(S.ffn_norm);
-        L.w_gate = upload(S.w_gate); L.w_up = upload(S.w_up); L.w_down = upload(S.w_down);
+        switch (hp.arch->ffn) {
+            case FFNKind::SwiGLU: L.w_gu = upload_stacked({&S.w_gate, &S.w_up}); break;
+            case FFNKind::FusedSwiGLU: L.w_gu = upload(S.w_up); break;  // its rows are [gate; up]
+            case FFNKind::GELU: break;
+        }
+        if (L.w_gu.empty()) { L.w_gate = upload(S.w_gate); L.w_up = upload(S.w_up); }
+        L.w_down = upload(S.w_down);
         L.b_up = upload(S.b_up);
         L.b_down = upload(S.b_down);
         L.k = DeviceBuffer<__half>(p.n_ctx * kv_dim_);
@@ -196,29 +207,32 @@ Impl::Impl(const HParams& hp, const ModelWeights& w, const DeviceLayersParams& p
     att_ = DeviceBuffer<float>(nb_ * q_dim_);
     k_ = DeviceBuffer<float>(nb_ * kv_dim_);    // (n_batch, n_head_kv * head_dim)
     v_ = DeviceBuffer<float>(nb_ * kv_dim_);
-    if (hp.arch->arch != Arch::Llama) qkv_ = DeviceBuffer<float>(nb_ * (q_dim_ + 2 * kv_dim_));
-    if (se) {
-        qg_ = DeviceBuffer<float>(nb_ * q_dim_);
-        kg_ = DeviceBuffer<float>(nb_ * kv_dim_);
-    }
+    qkv_ = DeviceBuffer<float>(nb_ * (q_dim_ + 2 * kv_dim_));  // (n_batch, q_dim + 2 kv_dim) fused rows
+    if (se) qg_ = DeviceBuffer<float>(nb_ * q_dim_);
+    xq_bytes_ = DeviceBuffer<int8_t>(kDecodeMaxTokens * max_in);
+    xq_scales_ = DeviceBuffer<float2>(kDecodeMaxTokens * max_in / 32);
+    xq_ = Q8Act{xq_bytes_.get(), xq_scales_.get()};
     gate_ = DeviceBuffer<float>(nb_ * 2 * F);   // (n_batch, 2 * n_ff): fused gate|up for phi3
     up_ = DeviceBuffer<float>(nb_ * F);         // (n_batch, n_ff)
     partial_ = DeviceBuffer<float>(partial);
 }
 
-void Impl::norm(const float* x, const DeviceBuffer<float>& w, const DeviceBuffer<float>& b, float* out, int64_t n) {
+void Impl::norm(const float* x, const DeviceBuffer<float>& w, const DeviceBuffer<float>& b, float* out, int64_t n,
+                bool q8) {
     Phase ph(*timer_, PhaseTimer::Norm);
+    const Q8Act* xq = q8 ? &xq_ : nullptr;
     if (hp_.arch->norm == NormKind::RMSNorm)
-        rms_norm(x, w.get(), out, n, hp_.n_embd, static_cast<float>(hp_.norm_eps), stream_);
+        rms_norm(x, w.get(), out, n, hp_.n_embd, static_cast<float>(hp_.norm_eps), stream_, xq);
     else
         layer_norm(x, w.get(), b.empty() ? nullptr : b.get(), out, n, hp_.n_embd, static_cast<float>(hp_.norm_eps),
-                   stream_);
+                   stream_, xq);
 }
 
 void Impl::mul(const Matrix& W, const float* x, float* y, int64_t n, const DeviceBuffer<float>& bias,
-               bool accumulate) {
+               bool accumulate, bool x_q8) {
     Phase ph(*timer_, PhaseTimer::Matmul);
-    mat_mul(W.type, W.data.get(), W.row_bytes, W.n_in, W.n_out, x, y, n, stream_, accumulate);
+    if (uses_q8(W, n) && !x_q8) quantize_q8(x, n, W.n_in, xq_, stream_);
+    mat_mul(W, x, &xq_, y, n, stream_, accumulate);
     if (!bias.empty()) add_bias(y, bias.get(), n, W.n_out, stream_);
 }
 
@@ -296,40 +310,58 @@ void Impl::layers(int64_t n, int n_split, int64_t first_logit, bool logits) {
     sb.qpos_g = chunk_.get() + 2 + n;
     sb.kpos_g = chunk_.get() + 2 + 2 * n;
     sb.qg = qg_.get();
-    sb.kg = kg_.get();
     sb.partial = partial_.get();
     sb.partial_floats = static_cast<int64_t>(partial_.size());
     sb.inv_freq = inv_freq_.get();
     sb.n_rot = p_.rope.n_rot;
     sb.neox = p_.rope.mode == RopeMode::NeoX;
 
-    float *xd = x_.get(), *xn = xn_.get(), *q = q_.get(), *k = k_.get(), *v = v_.get();
+    float* xd = x_.get();
+    float* xn = xn_.get();
     for (Layer& L : layers_) {
-        norm(xd, L.attn_norm, L.attn_norm_b, xn, n);
-        if (!L.wqkv.data.empty()) {
-            mul(L.wqkv, xn, qkv_.get(), n, L.bqkv);
-            split_qkv(qkv_.get(), q, k, v, n, q_dim_, kv_dim_, stream_);
+        // xn is quantized by the norm when a matmul reading it wants 8-bit input (the flag
+        // passed to those matmuls); phi2's FFN reads xn after wo has reused xq_, so quantizes anew.
+        const bool fused_qkv = !L.wqkv.empty();
+        const bool qkv_q8 = any_q8({&L.wqkv, &L.wq, &L.wk, &L.wv}, n);
+        norm(xd, L.attn_norm, L.attn_norm_b, xn, n, qkv_q8);
+        float *q = q_.get(), *k = k_.get(), *v = v_.get();
+        if (fused_qkv) {
+            mul(L.wqkv, xn, qkv_.get(), n, L.bqkv, false, qkv_q8);
+            if (n == 1) {  // one row: q, k and v are its consecutive slices
+                q = qkv_.get();
+                k = q + q_dim_;
+                v = k + kv_dim_;
+            } else {
+                split_qkv(qkv_.get(), q, k, v, n, q_dim_, kv_dim_, stream_);
+            }
         } else {
-            mul(L.wq, xn, q, n);
-            mul(L.wk, xn, k, n);
-            mul(L.wv, xn, v, n);
+            mul(L.wq, xn, q, n, {}, false, qkv_q8);
+            mul(L.wk, xn, k, n, {}, false, qkv_q8);
+            mul(L.wv, xn, v, n, {}, false, qkv_q8);
         }
         timed(PhaseTimer::Attention, [&] { attention_step(q, k, v, n, kv(L), shape, sb, att_.get(), stream_); });
         mul(L.wo, att_.get(), xd, n, L.bo, /*accumulate=*/true);  // x += attention output
         // FFN input: the same normed x (parallel residual, phi2) or a second norm of x + attn.
-        if (!arch.parallel_residual) norm(xd, L.ffn_norm, {}, xn, n);
+        const bool ffn_q8 = !arch.parallel_residual && any_q8({&L.w_gu, &L.w_gate, &L.w_up}, n);
+        if (!arch.parallel_residual) norm(xd, L.ffn_norm, {}, xn, n, ffn_q8);
+        if (!L.w_gu.empty()) {  // [gate | up] rows -> silu(gate) * up, quantized for w_down on the way
+            mul(L.w_gu, xn, gate_.get(), n, {}, false, ffn_q8);
+            const bool down_q8 = uses_q8(L.w_down, n);
+            timed(PhaseTimer::Elementwise,
+                  [&] { swiglu_fused(gate_.get(), up_.get(), n, F, stream_, down_q8 ? &xq_ : nullptr); });
+            mul(L.w_down, up_.get(), xd, n, L.b_down, /*accumulate=*/true, down_q8);  // x += FFN output
+            continue;
+        }
         switch (arch.ffn) {
             case FFNKind::SwiGLU:
-                mul(L.w_gate, xn, gate_.get(), n);
-                mul(L.w_up, xn, up_.get(), n);
+                mul(L.w_gate, xn, gate_.get(), n, {}, false, ffn_q8);
+                mul(L.w_up, xn, up_.get(), n, {}, false, ffn_q8);
                 timed(PhaseTimer::Elementwise, [&] { swiglu(gate_.get(), up_.get(), n * F, stream_); });
                 break;
-            case FFNKind::FusedSwiGLU:  // ffn_up rows are [gate; up]
-                mul(L.w_up, xn, gate_.get(), n);
-                timed(PhaseTimer::Elementwise, [&] { swiglu_fused(gate_.get(), up_.get(), n, F, stream_); });
+            case FFNKind::FusedSwiGLU:  // never here: its matrix is w_gu
                 break;
             case FFNKind::GELU:
-                mul(L.w_up, xn, up_.get(), n, L.b_up);
+                mul(L.w_up, xn, up_.get(), n, L.b_up, false, ffn_q8);
                 timed(PhaseTimer::Elementwise, [&] { gelu(up_.get(), n * F, stream_); });
                 break;
         }
@@ -337,8 +369,9 @@ void Impl::layers(int64_t n, int n_split, int64_t first_logit, bool logits) {
     }
     if (p_.output && logits) {
         const int64_t n_out = n - first_logit;
-        norm(xd + first_logit * E, out_norm_, out_norm_b_, xn, n_out);
-        mul(output_, xn, logits_.get(), n_out, out_b_);
+        const bool q8 = uses_q8(output_, n_out);
+        norm(xd + first_logit * E, out_norm_, out_norm_b_, xn, n_out, q8);
+        mul(output_, xn, logits_.get(), n_out, out_b_, false, q8);
     }
 }
 
@@ -378,10 +411,17 @@ std::unique_ptr<DeviceLayers> make_device_layers(const HParams& hp, const ModelW
 
 std::vector<float> matmul_probe(GGMLType type, const uint8_t* w, int64_t n_in, int64_t n_out, const float* x,
                                 int64_t n_tok) {
+    // Uploaded as two stacked parts (a third of the rows, then the rest), as the layers stack
+    // q|k|v and gate|up, and multiplied as the layers do (8-bit activations where they would be).
     const size_t rb = quant::row_bytes(type, n_in);
-    DeviceBuffer<uint8_t> W(w, rb * n_out);
+    const int64_t first = n_out / 3;
+    const Matrix W = upload_matrix(type, n_in, {HostRows{w, rb, first}, HostRows{w + first * rb, rb, n_out - first}});
     DeviceBuffer<float> X(x, n_tok * n_in), Y(n_tok * n_out);
-    mat_mul(type, W.get(), rb, n_in, n_out, X.get(), Y.get(), n_tok, nullptr);
+    DeviceBuffer<int8_t> xq(n_tok * n_in);
+    DeviceBuffer<float2> xds(n_tok * n_in / 32);
+    const Q8Act q8{xq.get(), xds.get()};
+    if (uses_q8(W, n_tok)) quantize_q8(X.get(), n_tok, n_in, q8, nullptr);
+    mat_mul(W, X.get(), &q8, Y.get(), n_tok, nullptr);
     std::vector<float> y(static_cast<size_t>(n_tok * n_out));
     check(cudaDeviceSynchronize(), "matmul_probe");
     Y.download(y.data(), y.size());
@@ -394,7 +434,7 @@ std::vector<float> attention_probe(const float* q, const float* k, const float* 
     const int64_t q_dim = n_head * head_dim, kv_dim = n_head_kv * head_dim;
     chunk = std::max<int64_t>(1, std::min(chunk, n));
     DeviceBuffer<float> Q(q, n * q_dim), K(k, n * kv_dim), V(v, n * kv_dim), out(n * q_dim);
-    DeviceBuffer<float> qg(se.enabled() ? chunk * q_dim : 0), kg(se.enabled() ? chunk * kv_dim : 0);
+    DeviceBuffer<float> qg(se.enabled() ? chunk * q_dim : 0);
     DeviceBuffer<__half> kc(n * kv_dim), vc(n * kv_dim), kgc(se.enabled() ? n * kv_dim : 0);
     const int64_t partial_floats = attention_scratch_floats(chunk, n_head, head_dim, attention_splits(1, n_head, n)) +
                                    attention_scratch_floats(chunk, n_head, head_dim, attention_splits(chunk, n_head, n));
@@ -432,7 +472,6 @@ std::vector<float> attention_probe(const float* q, const float* k, const float* 
         b.qpos_g = P.get() + n + c;
         b.kpos_g = P.get() + 2 * n + c;
         b.qg = qg.get();
-        b.kg = kg.get();
         b.partial = partial.get();
         b.partial_floats = partial_floats;
         b.inv_freq = inv_freq.get();

@@ -22,17 +22,37 @@ __device__ double block_sum(double v) {
     return s;
 }
 
-__global__ void rms_norm_kernel(const float* x, const float* w, float* out, int dim, float eps) {
+// The calling warp's 32 lanes hold the 32 elements of block `blk` of a q8 buffer, v each:
+// stores them quantized (round to nearest even) with d = amax / 127 and d * sum(q).
+__device__ __forceinline__ void q8_store_block(float v, int64_t blk, const Q8Act& q8) {
+    float amax = fabsf(v);
+    for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+    const float d = amax / 127.0f, id = amax > 0.0f ? 127.0f / amax : 0.0f;
+    const int qi = __float2int_rn(v * id);
+    int sum = qi;
+    for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    const int lane = threadIdx.x % 32;
+    q8.q[blk * 32 + lane] = static_cast<int8_t>(qi);
+    if (lane == 0) q8.ds[blk] = make_float2(d, d * static_cast<float>(sum));
+}
+
+// With q8 (dim a multiple of 32), a warp's pass covers one 32-block: the loops' bounds are
+// warp-uniform, so the whole warp quantizes it.
+__global__ void rms_norm_kernel(const float* x, const float* w, float* out, int dim, float eps, Q8Act q8) {
     const float* xr = x + static_cast<size_t>(blockIdx.x) * dim;
     float* o = out + static_cast<size_t>(blockIdx.x) * dim;
     double ss = 0;
     for (int i = threadIdx.x; i < dim; i += kThreads) ss += static_cast<double>(xr[i]) * xr[i];
     ss = block_sum(ss);
     const float scale = static_cast<float>(1.0 / sqrt(ss / dim + eps));
-    for (int i = threadIdx.x; i < dim; i += kThreads) o[i] = xr[i] * scale * w[i];
+    for (int i = threadIdx.x; i < dim; i += kThreads) {
+        o[i] = xr[i] * scale * w[i];
+        if (q8.q) q8_store_block(o[i], (static_cast<int64_t>(blockIdx.x) * dim + i) / 32, q8);
+    }
 }
 
-__global__ void layer_norm_kernel(const float* x, const float* w, const float* b, float* out, int dim, float eps) {
+__global__ void layer_norm_kernel(const float* x, const float* w, const float* b, float* out, int dim, float eps,
+                                  Q8Act q8) {
     const float* xr = x + static_cast<size_t>(blockIdx.x) * dim;
     float* o = out + static_cast<size_t>(blockIdx.x) * dim;
     double s = 0;
@@ -41,8 +61,15 @@ __global__ void layer_norm_kernel(const float* x, const float* w, const float* b
     double var = 0;
     for (int i = threadIdx.x; i < dim; i += kThreads) var += (xr[i] - mean) * (xr[i] - mean);
     const double inv = 1.0 / sqrt(block_sum(var) / dim + eps);
-    for (int i = threadIdx.x; i < dim; i += kThreads)
+    for (int i = threadIdx.x; i < dim; i += kThreads) {
         o[i] = static_cast<float>((xr[i] - mean) * inv) * w[i] + (b ? b[i] : 0.0f);
+        if (q8.q) q8_store_block(o[i], (static_cast<int64_t>(blockIdx.x) * dim + i) / 32, q8);
+    }
+}
+// Flat (n,) buffers whose length is a multiple of 32: a warp is one block.
+__global__ void quantize_q8_kernel(const float* x, int64_t n, Q8Act q8) {
+    const int64_t i = blockIdx.x * static_cast<int64_t>(kThreads) + threadIdx.x;
+    if (i < n) q8_store_block(x[i], i / 32, q8);
 }
 
 __global__ void add_bias_kernel(float* x, const float* b, int64_t n, int64_t dim) {
@@ -54,11 +81,12 @@ __global__ void swiglu_kernel(const float* gate, float* up, int64_t n) {
     const int64_t i = blockIdx.x * static_cast<int64_t>(kThreads) + threadIdx.x;
     if (i < n) up[i] *= silu(gate[i]);
 }
-__global__ void swiglu_fused_kernel(const float* gu, float* up, int64_t n_tok, int64_t F) {
+__global__ void swiglu_fused_kernel(const float* gu, float* up, int64_t n_tok, int64_t F, Q8Act q8) {
     const int64_t i = blockIdx.x * static_cast<int64_t>(kThreads) + threadIdx.x;
-    if (i >= n_tok * F) return;
+    if (i >= n_tok * F) return;  // warp-uniform with q8 (F a multiple of 32)
     const int64_t t = i / F, f = i % F;
     up[i] = silu(gu[t * 2 * F + f]) * gu[t * 2 * F + F + f];
+    if (q8.q) q8_store_block(up[i], i / 32, q8);
 }
 __global__ void gelu_kernel(float* x, int64_t n) {  // tanh approximation, as ggml and the CPU path
     const int64_t i = blockIdx.x * static_cast<int64_t>(kThreads) + threadIdx.x;
@@ -77,48 +105,84 @@ __global__ void split_qkv_kernel(const float* qkv, float* q, float* k, float* v,
     else v[t * kv_dim + c - q_dim - kv_dim] = qkv[i];
 }
 
-// One thread per (token, head, rotated pair).
-__global__ void rope_kernel(float* x, const int32_t* pos, int64_t n_tok, int64_t n_head, int64_t head_dim,
-                            int64_t n_rot, bool neox, const double* inv_freq) {
-    const int64_t half = n_rot / 2;
+// Attention's first half in one kernel: one thread per (token, head — the n_head query heads
+// then the n_head_kv key heads —, pair of dims). Pairs p < n_rot/2 rotate (dims p, p + n_rot/2
+// for NeoX, else 2p, 2p + 1); the rest, dims 2p and 2p + 1 >= n_rot, pass through. Queries
+// and keys rotate in place at pos; with SelfExtend the unrotated pair also goes to qg (queries)
+// or the cache's grouped keys, rotated at the group positions. Keys and values are stored as
+// f16 into cells [step[0], step[0] + n_tok); the cells' positions into cell_pos (if not null).
+// Angles in double, as the CPU rope.
+__global__ void rope_store_kernel(float* q, float* k, const float* v, float* qg, __half* kc, __half* vc, __half* kgc,
+                                  const int32_t* pos, const int32_t* qpos_g, const int32_t* kpos_g,
+                                  const int32_t* step, int32_t* cell_pos, int64_t n_tok, int n_head, int n_head_kv,
+                                  int hd, int n_rot, bool neox, const double* inv_freq) {
+    const int half = hd / 2, rot_half = n_rot / 2, heads = n_head + n_head_kv;
     const int64_t i = blockIdx.x * static_cast<int64_t>(kThreads) + threadIdx.x;
-    if (i >= n_tok * n_head * half) return;
-    const int64_t p = i % half, h = (i / half) % n_head, t = i / (half * n_head);
-    double s, c;
-    sincos(static_cast<double>(pos[t]) * inv_freq[p], &s, &c);
-    const float cf = static_cast<float>(c), sf = static_cast<float>(s);
-    float* v = x + (t * n_head + h) * head_dim;
-    const int64_t a = neox ? p : 2 * p, b = neox ? p + half : 2 * p + 1;
-    const float x0 = v[a], x1 = v[b];
-    v[a] = x0 * cf - x1 * sf;
-    v[b] = x0 * sf + x1 * cf;
-}
-
-__global__ void kv_store_kernel(__half* kc, __half* vc, __half* kgc, const float* k, const float* v, const float* kg,
-                                int64_t n_tok, int64_t kv_dim, const int32_t* step, const int32_t* pos,
-                                int32_t* cell_pos) {
-    const int64_t i = blockIdx.x * static_cast<int64_t>(kThreads) + threadIdx.x;
-    if (i >= n_tok * kv_dim) return;
-    const int64_t cell = step[0], o = cell * kv_dim + i;
-    kc[o] = __float2half_rn(k[i]);
-    vc[o] = __float2half_rn(v[i]);
-    if (kgc) kgc[o] = __float2half_rn(kg[i]);
-    if (i % kv_dim == 0 && cell_pos) cell_pos[cell + i / kv_dim] = pos[i / kv_dim];
+    if (i >= n_tok * heads * half) return;
+    const int p = static_cast<int>(i % half), h = static_cast<int>((i / half) % heads);
+    const int64_t t = i / (static_cast<int64_t>(half) * heads);
+    const bool is_q = h < n_head, rotated = p < rot_half;
+    const int hh = is_q ? h : h - n_head;
+    const int a = rotated && neox ? p : 2 * p, b = rotated && neox ? p + rot_half : 2 * p + 1;
+    const int64_t row = is_q ? (t * n_head + hh) * hd : (t * n_head_kv + hh) * hd;
+    float* x = (is_q ? q : k) + row;
+    const float x0 = x[a], x1 = x[b];
+    auto rotate = [&](int32_t at, float& r0, float& r1) {
+        r0 = x0; r1 = x1;
+        if (!rotated) return;
+        double s, c;
+        sincos(static_cast<double>(at) * inv_freq[p], &s, &c);
+        const float cf = static_cast<float>(c), sf = static_cast<float>(s);
+        r0 = x0 * cf - x1 * sf;
+        r1 = x0 * sf + x1 * cf;
+    };
+    float r0, r1, g0 = 0.0f, g1 = 0.0f;
+    rotate(pos[t], r0, r1);
+    const bool se = qpos_g != nullptr;
+    if (se) rotate(is_q ? qpos_g[t] : kpos_g[t], g0, g1);
+    x[a] = r0;
+    x[b] = r1;
+    if (is_q) {
+        if (se) { qg[row + a] = g0; qg[row + b] = g1; }
+        return;
+    }
+    const int64_t kv_dim = static_cast<int64_t>(n_head_kv) * hd, cell = step[0];
+    const int64_t o = (cell + t) * kv_dim + static_cast<int64_t>(hh) * hd;
+    kc[o + a] = __float2half_rn(r0);
+    kc[o + b] = __float2half_rn(r1);
+    vc[o + a] = __float2half_rn(v[row + a]);
+    vc[o + b] = __float2half_rn(v[row + b]);
+    if (se) { kgc[o + a] = __float2half_rn(g0); kgc[o + b] = __float2half_rn(g1); }
+    if (cell_pos && hh == 0 && p == 0) cell_pos[cell + t] = pos[t];
 }
 
 int grid(int64_t n) { return blocks_for(n, kThreads); }
 
+Q8Act q8_or_none(const Q8Act* q8, int64_t dim) {
+    if (q8 && dim % 32 != 0) throw InvalidArgument("8-bit activations need rows of whole 32-blocks");
+    return q8 ? *q8 : Q8Act{};
+}
+
 }  // namespace
 
-void rms_norm(const float* x, const float* w, float* out, int64_t n, int64_t dim, float eps, cudaStream_t stream) {
+void quantize_q8(const float* x, int64_t n_tok, int64_t n_in, const Q8Act& xq, cudaStream_t stream) {
+    if (n_in % 32 != 0) throw InvalidArgument("8-bit activations need rows of whole 32-blocks");
+    if (n_tok == 0) return;
+    quantize_q8_kernel<<<grid(n_tok * n_in), kThreads, 0, stream>>>(x, n_tok * n_in, xq);
+    check_launch("quantize_q8");
+}
+void rms_norm(const float* x, const float* w, float* out, int64_t n, int64_t dim, float eps, cudaStream_t stream,
+              const Q8Act* q8) {
     if (n == 0) return;
-    rms_norm_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream>>>(x, w, out, static_cast<int>(dim), eps);
+    rms_norm_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream>>>(x, w, out, static_cast<int>(dim), eps,
+                                                                      q8_or_none(q8, dim));
     check_launch("rms_norm");
 }
 void layer_norm(const float* x, const float* w, const float* b, float* out, int64_t n, int64_t dim, float eps,
-                cudaStream_t stream) {
+                cudaStream_t stream, const Q8Act* q8) {
     if (n == 0) return;
-    layer_norm_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream>>>(x, w, b, out, static_cast<int>(dim), eps);
+    layer_norm_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream>>>(x, w, b, out, static_cast<int>(dim), eps,
+                                                                        q8_or_none(q8, dim));
     check_launch("layer_norm");
 }
 void add_bias(float* x, const float* b, int64_t n, int64_t dim, cudaStream_t stream) {
@@ -130,8 +194,8 @@ void swiglu(const float* gate, float* up, int64_t n, cudaStream_t stream) {
     swiglu_kernel<<<grid(n), kThreads, 0, stream>>>(gate, up, n);
     check_launch("swiglu");
 }
-void swiglu_fused(const float* gu, float* up, int64_t n_tok, int64_t F, cudaStream_t stream) {
-    swiglu_fused_kernel<<<grid(n_tok * F), kThreads, 0, stream>>>(gu, up, n_tok, F);
+void swiglu_fused(const float* gu, float* up, int64_t n_tok, int64_t F, cudaStream_t stream, const Q8Act* q8) {
+    swiglu_fused_kernel<<<grid(n_tok * F), kThreads, 0, stream>>>(gu, up, n_tok, F, q8_or_none(q8, F));
     check_launch("swiglu_fused");
 }
 void gelu(float* x, int64_t n, cudaStream_t stream) {
@@ -143,18 +207,16 @@ void split_qkv(const float* qkv, float* q, float* k, float* v, int64_t n, int64_
     split_qkv_kernel<<<grid(n * (q_dim + 2 * kv_dim)), kThreads, 0, stream>>>(qkv, q, k, v, n, q_dim, kv_dim);
     check_launch("split_qkv");
 }
-void rope(float* x, const int32_t* pos, int64_t n_tok, int64_t n_head, int64_t head_dim, int64_t n_rot, bool neox,
-          const double* inv_freq, cudaStream_t stream) {
-    if (n_rot < 2 || n_tok == 0) return;
-    rope_kernel<<<grid(n_tok * n_head * (n_rot / 2)), kThreads, 0, stream>>>(x, pos, n_tok, n_head, head_dim, n_rot,
-                                                                           neox, inv_freq);
-    check_launch("rope");
-}
-void kv_store(const DeviceKV& kv, const int32_t* step, const float* k, const float* v, const float* kg, int64_t n,
-              const int32_t* pos, int32_t* cell_pos, cudaStream_t stream) {
-    kv_store_kernel<<<grid(n * kv.kv_dim), kThreads, 0, stream>>>(kv.k, kv.v, kv.kg, k, v, kg, n, kv.kv_dim, step, pos,
-                                                                  cell_pos);
-    check_launch("kv_store");
+void rope_store(float* q, float* k, const float* v, int64_t n, const DeviceKV& kv, const AttentionShape& s,
+                const StepBuffers& b, cudaStream_t stream) {
+    if (n == 0) return;
+    const bool se = s.self_extend.enabled();
+    const int64_t threads = n * (s.n_head + s.n_head_kv) * (s.head_dim / 2);
+    rope_store_kernel<<<grid(threads), kThreads, 0, stream>>>(
+        q, k, v, se ? b.qg : nullptr, kv.k, kv.v, se ? kv.kg : nullptr, b.pos, se ? b.qpos_g : nullptr,
+        se ? b.kpos_g : nullptr, b.step, b.cell_pos, n, static_cast<int>(s.n_head), static_cast<int>(s.n_head_kv),
+        static_cast<int>(s.head_dim), static_cast<int>(b.n_rot), b.neox, b.inv_freq);
+    check_launch("rope_store");
 }
 
 }  // namespace pyllong::cuda

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <string>
 
 #include "core/error.h"
@@ -12,21 +11,49 @@ namespace pyllong {
 
 namespace {
 
-// "MemAvailable:   123456 kB" in /proc/meminfo.
-uint64_t meminfo_available() {
-    std::ifstream f("/proc/meminfo");
-    std::string key, unit;
-    uint64_t kb = 0;
-    while (f >> key >> kb >> unit)
-        if (key == "MemAvailable:") return kb * 1024;
+// Files are read with stdio and numbers parsed with strtoull: on one lent machine the
+// iostreams of a Python extension misread /proc/meminfo (MemAvailable came out 0).
+std::string read_text(const char* path) {
+    std::string text;
+    if (std::FILE* f = std::fopen(path, "r")) {
+        char buf[4096];
+        size_t n;
+        while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
+        std::fclose(f);
+    }
+    return text;
+}
+
+// The number after `key` (at a line start) in text such as "MemAvailable:   123456 kB", or UINT64_MAX.
+uint64_t field(const std::string& text, const std::string& key) {
+    for (size_t at = 0; at < text.size();) {
+        const size_t eol = std::min(text.find('\n', at), text.size());
+        if (text.compare(at, key.size(), key) == 0) {
+            const char* p = text.c_str() + at + key.size();
+            char* end = nullptr;
+            const uint64_t v = std::strtoull(p, &end, 10);
+            return end != p ? v : UINT64_MAX;
+        }
+        at = eol + 1;
+    }
     return UINT64_MAX;
 }
 
+uint64_t meminfo_available() {
+    const uint64_t kb = field(read_text("/proc/meminfo"), "MemAvailable:");
+    return kb == UINT64_MAX ? UINT64_MAX : kb * 1024;
+}
+
 uint64_t read_number(const char* path) {  // "max" or unreadable -> UINT64_MAX
-    std::ifstream f(path);
-    std::string s;
-    if (!(f >> s) || s.empty() || s.find_first_not_of("0123456789") != std::string::npos) return UINT64_MAX;
+    const std::string s = read_text(path);
+    if (s.empty() || s[0] < '0' || s[0] > '9') return UINT64_MAX;
     return std::strtoull(s.c_str(), nullptr, 10);
+}
+
+// "inactive_file 123" in the cgroup's memory.stat: page cache the kernel reclaims first.
+uint64_t cgroup_inactive_file() {
+    const uint64_t v = field(read_text("/sys/fs/cgroup/memory.stat"), "inactive_file ");
+    return v == UINT64_MAX ? 0 : v;
 }
 
 std::string human(uint64_t b) {
@@ -56,24 +83,46 @@ uint64_t context_bytes(const ContextParams& p, const HParams& hp) {
     return bytes + nb * per_token * sizeof(float);
 }
 
-uint64_t available_memory() {
-    uint64_t avail = meminfo_available();
+namespace {
+
+// The smallest of the known limits, and which one it is (for the error message).
+struct Available {
+    uint64_t bytes = UINT64_MAX;
+    std::string source = "no limit known";
+    void cap(uint64_t v, std::string what) {
+        if (v < bytes) { bytes = v; source = std::move(what); }
+    }
+};
+
+Available limits() {
+    Available a;
+    a.cap(meminfo_available(), "MemAvailable in /proc/meminfo");
     const uint64_t max = read_number("/sys/fs/cgroup/memory.max"), cur = read_number("/sys/fs/cgroup/memory.current");
-    if (max != UINT64_MAX && cur != UINT64_MAX) avail = std::min(avail, max > cur ? max - cur : 0);
+    if (max != UINT64_MAX && cur != UINT64_MAX) {
+        // memory.current counts page cache too, which can fill the cgroup to its limit while
+        // nothing is short: subtract the reclaimable part, as kubelet's working set does.
+        const uint64_t inactive = cgroup_inactive_file(), used = cur > inactive ? cur - inactive : 0;
+        a.cap(max > used ? max - used : 0, "the cgroup's memory.max less its working set");
+    }
     if (const char* cap = std::getenv("PYLLONG_MEMORY_LIMIT"); cap && *cap) {
         char* end = nullptr;
         const uint64_t v = std::strtoull(cap, &end, 10);
-        if (end && *end == '\0') avail = std::min(avail, v);
+        if (end && *end == '\0') a.cap(v, "$PYLLONG_MEMORY_LIMIT");
     }
-    return avail;
+    return a;
 }
 
+}  // namespace
+
+uint64_t available_memory() { return limits().bytes; }
+
 void check_context_memory(const ContextParams& p, const HParams& hp) {
-    const uint64_t need = context_bytes(p, hp), avail = available_memory();
-    if (need <= avail) return;
+    const uint64_t need = context_bytes(p, hp);
+    const Available avail = limits();
+    if (need <= avail.bytes) return;
     throw OutOfMemory("n_ctx " + std::to_string(p.n_ctx) + " needs " + std::to_string(need) + " bytes (" + human(need) +
-                      ") for the KV cache and scratch, but only " + std::to_string(avail) + " bytes (" + human(avail) +
-                      ") are available; use a smaller n_ctx" +
+                      ") for the KV cache and scratch, but only " + std::to_string(avail.bytes) + " bytes (" +
+                      human(avail.bytes) + ") are available (" + avail.source + "); use a smaller n_ctx" +
                       (p.kv_type == KVType::F16 ? " or kv_type q8_0" : ""));
 }
 
