@@ -6,6 +6,7 @@ test_knn_memory.py / test_memory_api.py. Conversations are long enough for the w
 to overflow several times, so tokens flow into memory; replies must match token for token
 (through their text), and so must what the binary's --json transcript reports of the prefix
 cache (tokens evaluated) and of the memory (layers, tokens held, evictions, window fill).
+--memory-save writes the very bytes Memory.save writes, and --memory-load reads them.
 Subprocesses run with cwd outside the source tree.
 """
 import json
@@ -158,7 +159,7 @@ def test_help_documents_the_memory_options(chat_bin, tmp_path):
     out = run(chat_bin, tmp_path, "--help").stdout.decode()
     lines = out.splitlines()
     for opt in ("--memory", "--memory-layers", "--memory-mode", "--memory-k", "--memory-index", "--memory-distance",
-                "--memory-cap", "--memory-last", "--memory-doc"):
+                "--memory-cap", "--memory-last", "--memory-doc", "--memory-save", "--memory-load"):
         line = next((l for l in lines if l.strip().split(" ")[0] == opt), None)
         assert line is not None and "(default: " in line, opt
 
@@ -215,3 +216,77 @@ def test_python_chat_session_refuses_evict_shift_with_memory(tiny):
     model = pyllong.Model(tiny, n_ctx=32, n_threads=1, memory=True)
     with pytest.raises(pyllong.InvalidArgumentError, match="evict='rebuild'"):
         pyllong.ChatSession(model, evict="shift")
+
+
+# ---------------------------------------------------------------------------------------------
+# Memory files: --memory-save / --memory-load read and write pyllong.Memory's format
+
+
+def _saved_by_python(path, file, text, **opts):
+    model = pyllong.Model(path, n_ctx=32, n_threads=THREADS, memory=Memory(**opts))
+    model.memory.add_document(text)
+    model.memory.save(file)
+    return model.memory.tokens
+
+
+DOC = "the quick brown fox jumps over the lazy dog. " * 30
+
+
+@pytest.mark.parametrize("opts,args", [
+    (dict(layers=[1], cap=500), ["--memory-layers", "1", "--memory-cap", "500"]),
+    (dict(mode="knn", k=5, distance=7, last_context_length=9), ["--memory-mode", "knn", "--memory-k", "5",
+                                                                "--memory-distance", "7", "--memory-last", "9"]),
+])
+def test_memory_save_writes_the_file_python_writes(chat_bin, tmp_path, tiny, opts, args):
+    (tmp_path / "doc.txt").write_text(DOC, encoding="utf-8")
+    _saved_by_python(tiny, tmp_path / "py.pmem", DOC, **opts)
+    res = run(chat_bin, tmp_path, "-m", tiny, "-c", 32, "-t", THREADS, "-p", "hi", "-n", 2, "--memory-doc", "doc.txt",
+              "--memory-save", "c.pmem", *args)
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "c.pmem").read_bytes() == (tmp_path / "py.pmem").read_bytes()
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []  # no temporary left behind
+
+
+def test_memory_load_of_a_python_file_equals_chat_session(chat_bin, tmp_path, tiny):
+    n = _saved_by_python(tiny, tmp_path / "doc.pmem", DOC, layers=[1])
+    model = pyllong.Model(tiny, n_ctx=64, n_threads=THREADS, memory=Memory.load(tmp_path / "doc.pmem", mode="knn", k=4))
+    session = pyllong.ChatSession(model, max_tokens=16, temperature=0)
+    replies = [session.send(m) for m in MESSAGES[:3]]
+    # -c is ignored for the window (the file's W = 32), as Model(n_ctx=64, memory=Memory.load(...)).
+    doc, _ = transcript(chat_bin, tmp_path, tiny, 64, 16, MESSAGES[:3], "--memory-load", "doc.pmem",
+                        "--memory-mode", "knn", "--memory-k", "4", "--memory-layers", "0")
+    assert_same(doc, model, replies)
+    assert doc["memory"]["window"] == 32 and doc["memory"]["layers"] == [1] and doc["memory"]["tokens"] > n
+
+
+def test_bad_memory_files_exit_1(chat_bin, tmp_path, tiny):
+    import hashlib
+
+    f = tmp_path / "m.pmem"
+    _saved_by_python(tiny, f, DOC[:200], layers=[1])
+    data = f.read_bytes()
+    restamp = lambda b: b[:-32] + hashlib.sha256(b[:-32]).digest()  # a forger can compute the checksum
+    hlen = int.from_bytes(data[12:16], "little")
+    header = json.loads(data[16:16 + hlen])
+    cases = {
+        "truncated.pmem": (data[:-1], "corrupted or truncated"),
+        "text.pmem": (b"hello, not a memory file at all" * 3, "not a pyllong memory file"),
+        "v2.pmem": (restamp(data[:8] + (2).to_bytes(4, "little") + data[12:]), "version 2"),
+        "tokens.pmem": (restamp(data.replace(b'"tokens": %d' % header["tokens"], b'"tokens": %d' % (header["tokens"] + 1))),
+                        "rows do not match"),
+        "layers.pmem": (restamp(data.replace(b'"layers": [1]', b'"layers": "1"')), "malformed header"),
+        "hlen.pmem": (restamp(data[:12] + (1 << 30).to_bytes(4, "little") + data[16:]), "malformed header"),
+    }
+    other_shape = cached_model(**preset_params("tiny-llama-bpe", n_layer=3))
+    other_weights = cached_model(**preset_params("tiny-llama-bpe", seed=123))
+    for name, (blob, frag) in cases.items():
+        (tmp_path / name).write_bytes(blob)
+        res = run(chat_bin, tmp_path, "-m", tiny, "-p", "hi", "-n", 2, "--memory-load", name)
+        assert_one_line_error(res, 1)
+        assert frag in res.stderr.decode(), name
+    for model, frag in ((other_shape, "made for a model with"), (other_weights, "other weights")):
+        res = run(chat_bin, tmp_path, "-m", model, "-p", "hi", "-n", 2, "--memory-load", "m.pmem")
+        assert_one_line_error(res, 1)
+        assert frag in res.stderr.decode()
+    res = run(chat_bin, tmp_path, "-m", tiny, "-p", "hi", "-n", 2, "--memory-load", "missing.pmem")
+    assert_one_line_error(res, 1)

@@ -96,6 +96,17 @@ void Generator::restore_memory_base() {
     cached_.clear();
 }
 
+void Generator::load_memory(const std::vector<std::vector<uint16_t>>& keys,
+                            const std::vector<std::vector<uint16_t>>& values, int64_t n) {
+    KVMemory& m = ctx_.memory();
+    if (static_cast<int64_t>(keys.size()) != m.n_slots() || values.size() != keys.size())
+        throw InvalidArgument("the memory rows do not match this memory's layers");
+    ctx_.reset();
+    m.clear();
+    for (int64_t s = 0; s < m.n_slots(); ++s) m.append_f16(s, keys[s].data(), values[s].data(), n);
+    set_memory_base();
+}
+
 void Generator::add_document(const std::vector<int32_t>& tokens) {
     if (tokens.empty()) throw InvalidArgument("the memory document is empty");
     restore_memory_base();

@@ -64,6 +64,10 @@ public:
     // Read tokens into memory without generating (Memory.add_document): the conversation is
     // dropped and the memory, documents included, is what every later conversation starts from.
     void add_document(const std::vector<int32_t>& tokens);
+    // Replace the memory with saved rows (per memory layer, (n, n_head_kv * head_dim) f16) and
+    // make them what every conversation starts from (Memory._attach of a loaded file).
+    void load_memory(const std::vector<std::vector<uint16_t>>& keys, const std::vector<std::vector<uint16_t>>& values,
+                     int64_t n);
 
     // The token ids in the KV cache, and llama.cpp's context shift on them: drop cached
     // [n_keep, n_keep + n_discard) and move the rest back without evaluating anything.

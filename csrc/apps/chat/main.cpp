@@ -15,6 +15,7 @@
 #include "apps/chat/chat_format.h"
 #include "apps/chat/chat_session.h"
 #include "apps/chat/generator.h"
+#include "apps/chat/memory_file.h"
 #include "apps/chat/interrupt.h"
 #include "apps/chat/model_path.h"
 #include "apps/chat/options.h"
@@ -82,7 +83,9 @@ std::vector<int64_t> gguf_ints(const GGUFFile& f, const std::string& key) {
 // pyllong.Memory._resolve for the --memory options: the caller's options win, then the GGUF's
 // `{arch}.memory.layers / .window / .last_context_length` (a FoT-trained model), then the
 // defaults (LongLLaMA's layer spacing, W = n_ctx, last_context_length = W / 2).
-MemoryParams resolve_memory(const ChatOptions& o, const ModelFile& model, int64_t n_ctx) {
+// With --memory-load (Memory.load): the file's layers, window, last_context_length and options,
+// with --memory-mode / -k / -cap over them; the other --memory-* options are not used.
+MemoryParams resolve_memory(const ChatOptions& o, const ModelFile& model, int64_t n_ctx, const MemoryFile* file) {
     const GGUFFile& f = model.gguf();
     const std::string arch(f.get_string("general.architecture").value_or(""));
     auto meta_int = [&](const char* key) {
@@ -91,7 +94,7 @@ MemoryParams resolve_memory(const ChatOptions& o, const ModelFile& model, int64_
     };
     MemoryParams mp;
     const int64_t n_layer = model.hparams().n_layer;
-    mp.layers = o.memory_layers;
+    mp.layers = file ? file->layers : o.memory_layers;
     if (mp.layers.empty()) mp.layers = gguf_ints(f, arch + ".memory.layers");
     if (mp.layers.empty()) {  // memory.py default_layers: Python's round() rounds half to even, as nearbyint
         for (const double frac : {0.25, 0.5, 0.75})
@@ -103,13 +106,24 @@ MemoryParams resolve_memory(const ChatOptions& o, const ModelFile& model, int64_
         if (l >= n_layer)
             throw InvalidArgument("--memory-layers: layer " + std::to_string(l) + " is outside this model's layers [0, " +
                                   std::to_string(n_layer) + ")");
-    mp.window = meta_int("window");
+    mp.window = file && file->window ? *file->window : meta_int("window");
     if (mp.window <= 0) mp.window = n_ctx;
-    mp.last_context_length = o.memory_last > 0 ? o.memory_last : meta_int("last_context_length");
+    mp.last_context_length = file ? file->last_context_length.value_or(0) : o.memory_last;
+    if (mp.last_context_length <= 0) mp.last_context_length = meta_int("last_context_length");
     if (mp.last_context_length <= 0) mp.last_context_length = std::max<int64_t>(1, mp.window / 2);
     if (mp.last_context_length > mp.window)
         throw InvalidArgument("--memory-last (" + std::to_string(mp.last_context_length) +
                               ") must not exceed the window W (" + std::to_string(mp.window) + ", set with -c)");
+    if (file) {
+        mp.ivf = file->index == "ivf";
+        mp.mode = memory_mode_from_name(file->mode);
+        mp.k = file->k;
+        mp.cap = file->cap.value_or(0);
+        mp.distance = file->distance.value_or(0);
+        mp.n_probe = file->n_probe;
+        mp.ivf_min = file->ivf_min;
+        return mp;
+    }
     mp.ivf = o.memory_index == "ivf";
     mp.mode = memory_mode_from_name(o.memory_mode.empty() ? (mp.ivf ? "knn" : "fot") : o.memory_mode);
     mp.k = o.memory_k > 0 ? o.memory_k : 64;
@@ -186,17 +200,32 @@ int run(const ChatOptions& o) {
     cp.n_batch = o.n_batch;
     cp.n_gpu_layers = o.n_gpu_layers;
     cp.transition = o.transition;
+    std::optional<MemoryFile> file;
+    if (o.memory_load)
+        file = load_memory_file(*o.memory_load, o.memory_mode, o.memory_k,
+                                o.memory_cap > 0 ? std::optional<int64_t>(o.memory_cap) : std::nullopt);
     if (o.memory) {  // pyllong.Model(memory=...): n_ctx becomes the window W
-        cp.memory = resolve_memory(o, *model, cp.n_ctx);
+        cp.memory = resolve_memory(o, *model, cp.n_ctx, file ? &*file : nullptr);
         cp.n_ctx = cp.memory.window;
     }
     Generator gen(model, cp, o.sampling, seed_of(o.seed));
     gen.set_end_of_turn(renderer.end_of_turn());
+    if (file) {  // Memory._attach: the file must come from this very model
+        const MemoryDims have = model_dims(*model);
+        if (!(file->dims == have))
+            throw MemoryFileError("this memory file was made for a model with " + file->dims.str() + "; this one has " +
+                                  have.str());
+        if (file->model != memory_model_fingerprint(path))
+            throw MemoryFileError("this memory file was made for another model (same shape, other weights); load it "
+                                  "with the model that wrote it");
+        gen.load_memory(file->keys, file->values, file->tokens);
+    }
     if (o.memory_doc) {  // Memory.add_document: special-token spellings parsed, BOS where the vocabulary asks
         const auto tokens = gen.tokenizer().encode(read_document(*o.memory_doc), true, true);
         gen.add_document(tokens);
         std::fprintf(stderr, "[memory: read %zu tokens of %s]\n", tokens.size(), o.memory_doc->c_str());
     }
+    if (o.memory_save) save_memory_file(*o.memory_save, gen.memory(), *model, path);
     ChatSession session(gen, renderer, o.system, o.n_predict, o.evict_shift);
     install_interrupt_handler();
     return run_chat({o, session, path, format_name(format)});

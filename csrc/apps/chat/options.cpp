@@ -174,6 +174,13 @@ std::vector<Option> option_table() {
         {"--memory-doc", "FILE", "read this UTF-8 file into memory first; every conversation starts from it "
                                  "(default: none)",
          [](ChatOptions& o, auto&, auto& v) { o.memory = true, o.memory_doc = v; }},
+        {"--memory-save", "FILE", "save the memory after --memory-doc (a pyllong memory file, as `pyllong chat "
+                                  "--memory-save`) (default: none)",
+         [](ChatOptions& o, auto&, auto& v) { o.memory = true, o.memory_save = v; }},
+        {"--memory-load", "FILE", "start from a memory saved with --memory-save (by pyllong-chat or pyllong); its "
+                                  "layers, window and options come from the file, --memory-mode/-k/-cap may change "
+                                  "them (default: none)",
+         [](ChatOptions& o, auto&, auto& v) { o.memory = true, o.memory_load = v; }},
         {"-n, --n-predict", "N", "max tokens per reply (default: " + std::to_string(d.n_predict) + ")",
          [](ChatOptions& o, auto& n, auto& v) { o.n_predict = parse_int(n, v, 0, int64_t(1) << 30); }},
         {"--temp", "T", "temperature; 0 = greedy (default: " + fmt(s.temperature) + ")",

@@ -32,6 +32,7 @@ struct ChatOptions {
     int64_t memory_cap = 0;               // 0 = unbounded
     int64_t memory_last = 0;              // 0 = W / 2 (or the GGUF's)
     std::optional<std::string> memory_doc;
+    std::optional<std::string> memory_load, memory_save;
     int64_t n_predict = 512;              // max tokens per reply (pyllong chat's default)
     SamplingParams sampling;
     int64_t seed = -1;                    // -1 = random
