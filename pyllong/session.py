@@ -8,7 +8,9 @@ never evaluated again. When the conversation no longer fits, whole old turns are
 everything after the cached common prefix (the system prompt) is evaluated again, exactly as a
 fresh chat would; with evict="shift" the dropped turns' tokens are cut out of the KV cache and
 the rest moved back (llama.cpp's --keep context shift, at turn boundaries): nothing is
-re-evaluated, and the kept turns keep the states they were computed with.
+re-evaluated, and the kept turns keep the states they were computed with. With a kNN memory
+(Model(memory=...)) no turn is dropped: what leaves the window moves into memory, and
+evict="shift" is refused. pyllong-chat's ChatSession (csrc/apps/chat) is the C++ twin.
 """
 from __future__ import annotations
 
@@ -56,6 +58,9 @@ class ChatSession:
         if evict == "shift" and getattr(model, "self_extend", None):
             raise InvalidArgumentError("evict='shift' needs a context shift, which SelfExtend does not allow; "
                                        "use evict='rebuild'")
+        if evict == "shift" and getattr(model, "memory", None) is not None:
+            raise InvalidArgumentError("evict='shift' cannot be combined with memory: old turns move into the memory "
+                                       "instead of being cut out; use evict='rebuild'")
         self.evict = evict
         self.shifted_tokens = 0           # tokens cut out of the cache by evict="shift"
         self.model = model

@@ -10,6 +10,9 @@ namespace pyllong::chat {
 ChatSession::ChatSession(Generator& gen, const ChatRenderer& renderer, std::optional<std::string> system,
                          int64_t max_tokens, bool evict_shift)
     : gen_(gen), renderer_(renderer), max_tokens_(max_tokens), evict_shift_(evict_shift) {
+    if (evict_shift && gen.has_memory())
+        throw InvalidArgument("--evict shift cannot be combined with --memory: old turns move into the memory "
+                              "instead of being cut out; use --evict rebuild");
     set_system(std::move(system));
 }
 
@@ -62,7 +65,13 @@ bool ChatSession::drop_oldest_turn() {
 }
 
 // session.py _fit: keep min(max_tokens, n_ctx / 2) free for the reply, dropping old turns.
+// With memory nothing is dropped: tokens leaving the window move into the kNN memory, so the
+// whole conversation is the prompt and the reply may run to max_tokens.
 int64_t ChatSession::fit(Prompt& p) {
+    if (gen_.has_memory()) {
+        p = prompt();
+        return max_tokens_;
+    }
     const int64_t n_ctx = gen_.n_ctx();
     const int64_t want = std::min(max_tokens_, std::max<int64_t>(1, n_ctx / 2));
     bool dropped_any = false;

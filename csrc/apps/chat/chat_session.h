@@ -16,7 +16,7 @@ namespace pyllong::chat {
 class ChatSession {
 public:
     // evict_shift: cut dropped turns out of the KV cache (session.py evict="shift") instead of
-    // re-evaluating what follows the system prompt.
+    // re-evaluating what follows the system prompt; refused (InvalidArgument) with memory.
     ChatSession(Generator& gen, const ChatRenderer& renderer, std::optional<std::string> system, int64_t max_tokens,
                 bool evict_shift = false);
 
@@ -31,6 +31,7 @@ public:
     std::vector<Message> messages() const;             // system + turns, as rendered
     int dropped_turns() const { return dropped_turns_; }
     int64_t shifted_tokens() const { return shifted_tokens_; }
+    const Generator& generator() const { return gen_; }
 
 private:
     struct Prompt {

@@ -25,6 +25,7 @@ Generator::Generator(std::shared_ptr<const ModelFile> model, const ContextParams
       n_batch_(ctx_params.n_batch),
       sampler_(sampling, model_->vocab().n_vocab(), seed) {
     stop_ids_ = find_eog_ids();
+    if (has_memory()) set_memory_base();
 }
 
 std::string Generator::token_text(int32_t id) const {
@@ -66,8 +67,52 @@ std::vector<int32_t> Generator::tokenize_chat(const std::string& text) const {
 }
 
 void Generator::reset() {
+    if (has_memory()) return restore_memory_base();
     ctx_.reset();
     cached_.clear();
+}
+
+void Generator::set_memory_base() {
+    const KVMemory& m = ctx_.memory();
+    mem_base_size_ = m.size();
+    mem_base_evicted_ = m.evicted();
+    mem_base_copy_ = m.params().cap > 0 ? std::make_unique<KVMemory>(m) : nullptr;
+    cached_.clear();
+}
+
+void Generator::restore_memory_base() {
+    ctx_.reset();
+    KVMemory& m = ctx_.memory();
+    if (mem_base_copy_) {  // as Context.set_memory in the bindings: the rows again, re-indexed
+        m.clear();
+        for (int64_t s = 0; s < mem_base_copy_->n_slots(); ++s) {
+            std::vector<uint16_t> k, v;
+            mem_base_copy_->export_f16(s, k, v);
+            m.append_f16(s, k.data(), v.data(), mem_base_copy_->size(s));
+        }
+    } else if (m.evicted() == mem_base_evicted_) {
+        m.truncate(mem_base_size_);
+    }
+    cached_.clear();
+}
+
+void Generator::load_memory(const std::vector<std::vector<uint16_t>>& keys,
+                            const std::vector<std::vector<uint16_t>>& values, int64_t n) {
+    KVMemory& m = ctx_.memory();
+    if (static_cast<int64_t>(keys.size()) != m.n_slots() || values.size() != keys.size())
+        throw InvalidArgument("the memory rows do not match this memory's layers");
+    ctx_.reset();
+    m.clear();
+    for (int64_t s = 0; s < m.n_slots(); ++s) m.append_f16(s, keys[s].data(), values[s].data(), n);
+    set_memory_base();
+}
+
+void Generator::add_document(const std::vector<int32_t>& tokens) {
+    if (tokens.empty()) throw InvalidArgument("the memory document is empty");
+    restore_memory_base();
+    ctx_.add_to_memory(tokens.data(), static_cast<int64_t>(tokens.size()));
+    n_evaluated_ += static_cast<int64_t>(tokens.size());
+    set_memory_base();
 }
 
 void Generator::evict(int64_t n_keep, int64_t n_discard) {
@@ -78,6 +123,7 @@ void Generator::evict(int64_t n_keep, int64_t n_discard) {
 std::vector<float> Generator::eval_tracked(const int32_t* tokens, int64_t n, int64_t prompt_len) {
     auto logits = ctx_.eval(tokens, n, false, prompt_len);
     cached_.insert(cached_.end(), tokens, tokens + n);
+    n_evaluated_ += n;
     return logits;
 }
 
@@ -86,6 +132,7 @@ std::vector<float> Generator::eval_tracked(const int32_t* tokens, int64_t n, int
 // Ctrl-C can stop a long prompt between chunks.
 std::vector<float> Generator::prefill(const std::vector<int32_t>& prompt) {
     if (prompt.empty()) throw InvalidArgument("the prompt is empty (no tokens)");
+    if (has_memory()) return prefill_memory(prompt);
     if (static_cast<int64_t>(prompt.size()) > ctx_.n_ctx())
         throw ContextOverflowError("the prompt has " + std::to_string(prompt.size()) + " tokens but the context holds " +
                                    std::to_string(ctx_.n_ctx()) + "; use a larger -c or a shorter message");
@@ -104,6 +151,21 @@ std::vector<float> Generator::prefill(const std::vector<int32_t>& prompt) {
         logits = eval_tracked(prompt.data() + at, len, static_cast<int64_t>(prompt.size()));
     }
     return logits;
+}
+
+// Model._prefill_memory: the window cannot be truncated, so a prompt that continues the
+// conversation evaluates its new tokens and any other starts a new conversation from the
+// documents. One Context::eval call: the memory's window logic splits a long prompt itself
+// (LongLLaMA's last_context_length rule needs the whole input at once), so Ctrl-C is only
+// looked at before it.
+std::vector<float> Generator::prefill_memory(const std::vector<int32_t>& prompt) {
+    size_t n = cached_.size();
+    if (!(n < prompt.size() && std::equal(cached_.begin(), cached_.end(), prompt.begin()))) {
+        restore_memory_base();
+        n = 0;
+    }
+    if (interrupt_requested()) return {};
+    return eval_tracked(prompt.data() + n, static_cast<int64_t>(prompt.size() - n), -1);
 }
 
 // Model._generate, for one chat reply.
@@ -142,7 +204,7 @@ Reply Generator::generate(const std::vector<int32_t>& prompt, int64_t max_tokens
             break;
         }
         if (i + 1 == max_tokens) break;  // the last token needs no forward pass
-        if (ctx_.n_past() + 1 > ctx_.n_ctx())
+        if (!has_memory() && ctx_.n_past() + 1 > ctx_.n_ctx())
             throw ContextOverflowError("the reply filled the context of " + std::to_string(ctx_.n_ctx()) + " tokens");
         logits = eval_tracked(&tok, 1, 0);
     }

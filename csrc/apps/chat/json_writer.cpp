@@ -41,7 +41,8 @@ void Transcript::add_reply(const Reply& r) {
 void Transcript::add_error(const std::string& message) { entries_.back().error = message; }
 
 std::string Transcript::to_json(const std::string& model, const char* format, const std::optional<std::string>& system,
-                                int dropped_turns) const {
+                                int dropped_turns, int64_t evaluated_tokens, const KVMemory* memory,
+                                int64_t local_tokens) const {
     std::string s = "{\"model\": " + json_string(model) + ", \"chat_format\": " + json_string(format) +
                     ", \"system\": " + (system ? json_string(*system) : "null") + ", \"messages\": [";
     for (size_t i = 0; i < entries_.size(); ++i) {
@@ -54,7 +55,21 @@ std::string Transcript::to_json(const std::string& model, const char* format, co
         if (!e.error.empty()) s += ", \"error\": " + json_string(e.error);
         s += "}";
     }
-    return s + "], \"dropped_turns\": " + std::to_string(dropped_turns) + "}\n";
+    s += "], \"dropped_turns\": " + std::to_string(dropped_turns) +
+         ", \"evaluated_tokens\": " + std::to_string(evaluated_tokens);
+    if (memory) {  // the names of Memory.stats()
+        const MemoryParams& p = memory->params();
+        s += ", \"memory\": {\"layers\": [";
+        for (size_t i = 0; i < p.layers.size(); ++i) s += (i ? ", " : "") + std::to_string(p.layers[i]);
+        s += "], \"mode\": " + json_string(memory_mode_name(p.mode)) + ", \"k\": " + std::to_string(p.k) +
+             ", \"cap\": " + (p.cap > 0 ? std::to_string(p.cap) : "null") + ", \"window\": " + std::to_string(p.window) +
+             ", \"last_context_length\": " + std::to_string(p.last_context_length) +
+             ", \"index\": " + json_string(p.ivf ? "ivf" : "exact") +
+             ", \"distance\": " + (p.distance > 0 ? std::to_string(p.distance) : "null") +
+             ", \"tokens\": " + std::to_string(memory->size()) + ", \"evicted\": " + std::to_string(memory->evicted()) +
+             ", \"local_tokens\": " + std::to_string(local_tokens) + "}";
+    }
+    return s + "}\n";
 }
 
 }  // namespace pyllong::chat

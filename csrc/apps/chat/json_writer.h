@@ -19,8 +19,11 @@ public:
     void add_user(const std::string& content);
     void add_reply(const Reply& reply);
     void add_error(const std::string& message);
+    // evaluated_tokens: tokens the forward pass read (what the prefix cache saved shows here).
+    // memory: the kNN memory at the end (options, tokens held), or null without --memory.
     std::string to_json(const std::string& model, const char* format, const std::optional<std::string>& system,
-                        int dropped_turns) const;
+                        int dropped_turns, int64_t evaluated_tokens, const KVMemory* memory = nullptr,
+                        int64_t local_tokens = 0) const;
 
 private:
     struct Entry {

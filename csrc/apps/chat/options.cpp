@@ -3,6 +3,7 @@
 #include "attention/self_extend.h"
 #include "attention/transition.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -43,6 +44,43 @@ int64_t parse_ctx(const std::string& opt, std::string v) {
     int64_t scale = 1;
     if (!v.empty() && (v.back() == 'k' || v.back() == 'K')) v.pop_back(), scale = 1024;
     return parse_int(opt, v, 1, (int64_t(1) << 24) / scale) * scale;
+}
+
+// --memory-layers 6,12,18: layer indices >= 0, kept sorted and distinct (as pyllong.Memory).
+std::vector<int64_t> parse_layers(const std::string& opt, const std::string& v) {
+    std::vector<int64_t> layers;
+    size_t at = 0;
+    while (true) {
+        const size_t comma = v.find(',', at);
+        const std::string item = v.substr(at, comma == std::string::npos ? std::string::npos : comma - at);
+        char* end = nullptr;
+        errno = 0;
+        const long long x = std::strtoll(item.c_str(), &end, 10);
+        if (item.empty() || *end != '\0' || errno == ERANGE)
+            throw InvalidArgument(opt + " takes layer indices like 6,12,18, got '" + v + "'");
+        if (x < 0) throw InvalidArgument(opt + ": a layer index must be >= 0, got " + item);
+        layers.push_back(x);
+        if (comma == std::string::npos) break;
+        at = comma + 1;
+    }
+    std::sort(layers.begin(), layers.end());
+    layers.erase(std::unique(layers.begin(), layers.end()), layers.end());
+    return layers;
+}
+
+// Combinations pyllong.Model / ChatSession refuse, checked before any model is read.
+void check_combinations(const ChatOptions& o) {
+    if (o.memory_index == "ivf" && o.memory_mode == "fot")
+        throw InvalidArgument("--memory-index ivf searches top-k keys; use it with --memory-mode knn");
+    if (!o.memory) return;
+    if (o.evict_shift)
+        throw InvalidArgument("--evict shift cannot be combined with --memory: old turns move into the memory "
+                              "instead of being cut out; use --evict rebuild");
+    if (o.n_gpu_layers != 0)
+        throw InvalidArgument("the kNN memory runs on the CPU: use -ngl 0 with --memory");
+    if (o.se_window > 0) throw InvalidArgument("--memory cannot be combined with --self-extend; choose one");
+    if (o.transition.enabled)
+        throw InvalidArgument("the kNN memory and the Attention Transition cannot be combined; choose one");
 }
 
 std::string fmt(double d) {
@@ -107,6 +145,42 @@ std::vector<Option> option_table() {
              if (v != "rebuild" && v != "shift") throw InvalidArgument(n + " must be rebuild or shift, got '" + v + "'");
              o.evict_shift = v == "shift";
          }},
+        {"--memory", "", "attend to a kNN key-value memory (LongLLaMA-style) of earlier text: turns leaving the "
+                         "local window move into memory instead of being dropped; -c is then the window W "
+                         "(default: off; any --memory-* option turns it on)",
+         [](ChatOptions& o, auto&, auto&) { o.memory = true; }},
+        {"--memory-layers", "L,L,..", "memory layers (default: the GGUF's, else a quarter, half and three quarters deep)",
+         [](ChatOptions& o, auto& n, auto& v) { o.memory = true, o.memory_layers = parse_layers(n, v); }},
+        {"--memory-mode", "MODE", "fot (every memory key) or knn (each query's top-k keys) "
+                                  "(default: fot; knn with --memory-index ivf)",
+         [](ChatOptions& o, auto& n, auto& v) {
+             if (v != "fot" && v != "knn") throw InvalidArgument(n + " must be fot or knn, got '" + v + "'");
+             o.memory = true, o.memory_mode = v;
+         }},
+        {"--memory-k", "K", "knn: memory keys per query (default: 64)",
+         [](ChatOptions& o, auto& n, auto& v) { o.memory = true, o.memory_k = parse_int(n, v, 1, INT32_MAX); }},
+        {"--memory-index", "INDEX", "knn search: exact scan, or an approximate IVF index (ivf) (default: exact)",
+         [](ChatOptions& o, auto& n, auto& v) {
+             if (v != "exact" && v != "ivf") throw InvalidArgument(n + " must be exact or ivf, got '" + v + "'");
+             o.memory = true, o.memory_index = v;
+         }},
+        {"--memory-distance", "D", "see every memory key D tokens back (default: LongLLaMA's, the query's window "
+                                   "position)",
+         [](ChatOptions& o, auto& n, auto& v) { o.memory = true, o.memory_distance = parse_int(n, v, 1, 1 << 24); }},
+        {"--memory-cap", "N", "most tokens in memory, oldest dropped first (default: unbounded)",
+         [](ChatOptions& o, auto& n, auto& v) { o.memory = true, o.memory_cap = parse_int(n, v, 1, int64_t(1) << 40); }},
+        {"--memory-last", "N", "tokens of a long input kept in the window (default: W/2)",
+         [](ChatOptions& o, auto& n, auto& v) { o.memory = true, o.memory_last = parse_int(n, v, 1, 1 << 24); }},
+        {"--memory-doc", "FILE", "read this UTF-8 file into memory first; every conversation starts from it "
+                                 "(default: none)",
+         [](ChatOptions& o, auto&, auto& v) { o.memory = true, o.memory_doc = v; }},
+        {"--memory-save", "FILE", "save the memory after --memory-doc (a pyllong memory file, as `pyllong chat "
+                                  "--memory-save`) (default: none)",
+         [](ChatOptions& o, auto&, auto& v) { o.memory = true, o.memory_save = v; }},
+        {"--memory-load", "FILE", "start from a memory saved with --memory-save (by pyllong-chat or pyllong); its "
+                                  "layers, window and options come from the file, --memory-mode/-k/-cap may change "
+                                  "them (default: none)",
+         [](ChatOptions& o, auto&, auto& v) { o.memory = true, o.memory_load = v; }},
         {"-n, --n-predict", "N", "max tokens per reply (default: " + std::to_string(d.n_predict) + ")",
          [](ChatOptions& o, auto& n, auto& v) { o.n_predict = parse_int(n, v, 0, int64_t(1) << 30); }},
         {"--temp", "T", "temperature; 0 = greedy (default: " + fmt(s.temperature) + ")",
@@ -182,6 +256,7 @@ ChatOptions parse_options(int argc, char** argv) {
         if (o.help) return o;
     }
     o.sampling.validate();
+    check_combinations(o);
     return o;
 }
 

@@ -57,9 +57,13 @@ public:
     }
 
     int finish(int code) const {
-        if (ctx_.options.json)
+        if (ctx_.options.json) {
+            const Generator& gen = ctx_.session.generator();
             write_out(transcript_.to_json(ctx_.model_path, ctx_.format_name, ctx_.session.system(),
-                                          ctx_.session.dropped_turns()));
+                                          ctx_.session.dropped_turns(), gen.n_evaluated(),
+                                          gen.has_memory() ? &gen.memory() : nullptr,
+                                          gen.n_past()));
+        }
         return code;
     }
 
