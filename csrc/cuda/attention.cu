@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "cuda/common.cuh"
 #include "cuda/kernels.cuh"
+#include "cuda/q8.cuh"
 
 namespace pyllong::cuda {
 
@@ -153,23 +154,43 @@ __global__ void __launch_bounds__(kTile) attention_kernel(
     if (tid == 0) { out[hd] = m; out[hd + 1] = l; }
 }
 
-// out[row] = sum_s w_s acc_s / sum_s w_s l_s with w_s = exp(m_s - max m): exact merge.
-__global__ void merge_kernel(const float* __restrict__ partial, int n_split, int hd, float* __restrict__ out) {
+// out[row] = sum_s w_s acc_s / sum_s w_s l_s with w_s = exp(m_s - max m): exact merge. Thread
+// s < n_split (blockDim = kMaxSplits) reads split s's m and l, so the weights take one round
+// trip; then thread d sums its dimension over the splits. With q8 (hd a multiple of 32), out
+// is also quantized for the output matmul: each warp's pass over d covers one 32-block.
+__global__ void __launch_bounds__(kMaxSplits) merge_kernel(const float* __restrict__ partial, int n_split, int hd,
+                                                           float* __restrict__ out, Q8Act q8) {
+    __shared__ float w[kMaxSplits], red[kMaxSplits / 32];
+    pdl_trigger();
     const int64_t row = blockIdx.x;
-    float M = -INFINITY;
-    for (int s = 0; s < n_split; ++s) M = fmaxf(M, split_at(partial, row, s, n_split, hd)[hd]);
-    float L = 0.0f;
-    for (int s = 0; s < n_split; ++s) {
-        const float* ps = split_at(partial, row, s, n_split, hd);
-        if (ps[hd] != -INFINITY) L += expf(ps[hd] - M) * ps[hd + 1];
+    const int tid = threadIdx.x;
+    float m = -INFINITY, l = 0.0f;
+    if (tid < n_split) {
+        const float* ps = split_at(partial, row, tid, n_split, hd);
+        m = ps[hd];
+        l = ps[hd + 1];
     }
-    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+    float M = m;
+    for (int o = 16; o > 0; o >>= 1) M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, o));
+    if (tid % 32 == 0) red[tid / 32] = M;
+    __syncthreads();
+    M = red[0];
+    for (int i = 1; i < kMaxSplits / 32; ++i) M = fmaxf(M, red[i]);
+    const float ws = m == -INFINITY ? 0.0f : expf(m - M);  // a split that saw no key weighs 0
+    w[tid] = ws;
+    float L = ws * l;
+    for (int o = 16; o > 0; o >>= 1) L += __shfl_xor_sync(0xffffffffu, L, o);
+    __syncthreads();  // everyone has read red[] for M
+    if (tid % 32 == 0) red[tid / 32] = L;
+    __syncthreads();
+    L = 0.0f;
+    for (int i = 0; i < kMaxSplits / 32; ++i) L += red[i];
+    for (int d = tid; d < hd; d += kMaxSplits) {
         float a = 0.0f;
-        for (int s = 0; s < n_split; ++s) {
-            const float* ps = split_at(partial, row, s, n_split, hd);
-            if (ps[hd] != -INFINITY) a += expf(ps[hd] - M) * ps[d];
-        }
+        for (int s = 0; s < n_split; ++s)
+            if (w[s] != 0.0f) a += w[s] * split_at(partial, row, s, n_split, hd)[d];
         out[row * hd + d] = L > 0.0f ? a / L : 0.0f;  // a query that sees no key gives 0, as on the CPU
+        if (q8.q) q8_store_block(out[row * hd + d], (row * hd + d) / 32, q8);
     }
 }
 
@@ -190,7 +211,7 @@ int64_t attention_scratch_floats(int64_t n_tok, int64_t n_head, int64_t head_dim
 
 void attention(const float* q, const float* q_group, const int32_t* q_pos, int64_t n_tok, const DeviceKV& kv,
                const int32_t* k_pos, const int32_t* step, int n_split, const AttentionShape& s, float* out,
-               float* partial, int64_t partial_floats, cudaStream_t stream) {
+               float* partial, int64_t partial_floats, cudaStream_t stream, const Q8Act* q8) {
     if (s.head_dim > kMaxHeadDim)
         throw InvalidArgument("the CUDA attention kernel supports head dimensions up to " +
                               std::to_string(kMaxHeadDim) + "; this model's is " + std::to_string(s.head_dim));
@@ -208,15 +229,17 @@ void attention(const float* q, const float* q_group, const int32_t* q_pos, int64
     if (vec8) args(attention_kernel<true>);
     else args(attention_kernel<false>);
     check_launch("attention");
-    merge_kernel<<<static_cast<unsigned>(rows), 64, 0, stream>>>(partial, n_split, static_cast<int>(s.head_dim), out);
+    if (q8 && s.head_dim % 32 != 0) throw Error("attention: 8-bit output needs head_dim % 32 == 0 (a pyllong bug)");
+    merge_kernel<<<static_cast<unsigned>(rows), kMaxSplits, 0, stream>>>(partial, n_split, static_cast<int>(s.head_dim),
+                                                                         out, q8 ? *q8 : Q8Act{});
     check_launch("attention merge");
 }
 
 void attention_step(float* q, float* k, const float* v, int64_t n, const DeviceKV& kv, const AttentionShape& s,
-                    const StepBuffers& b, float* out, cudaStream_t stream) {
+                    const StepBuffers& b, float* out, cudaStream_t stream, const Q8Act* q8) {
     rope_store(q, k, v, n, kv, s, b, stream);
     attention(q, s.self_extend.enabled() ? b.qg : nullptr, b.pos, n, kv, b.cell_pos, b.step, b.n_split, s, out,
-              b.partial, b.partial_floats, stream);
+              b.partial, b.partial_floats, stream, q8);
 }
 
 }  // namespace pyllong::cuda

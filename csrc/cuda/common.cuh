@@ -81,4 +81,22 @@ private:
 
 inline int blocks_for(int64_t n, int threads) { return static_cast<int>((n + threads - 1) / threads); }
 
+// Programmatic dependent launch (Hopper and later): a kernel launched with it may start while
+// its predecessor in the stream still runs, and does the work that needs none of the
+// predecessor's results (streaming its weights in) before pdl_wait(), which returns once the
+// predecessor has finished and its writes are visible. pdl_trigger() in a predecessor lets
+// the dependent launch early. Both are no-ops on older devices and for ordinary launches.
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    cudaGridDependencySynchronize();
+#endif
+}
+__device__ __forceinline__ void pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    cudaTriggerProgrammaticLaunchCompletion();
+#endif
+}
+// Whether launches use it: compute capability 9.0 or later, unless PYLLONG_CUDA_PDL=0.
+bool pdl_enabled();
+
 }  // namespace pyllong::cuda

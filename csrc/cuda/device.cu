@@ -1,6 +1,10 @@
 #include <cuda_runtime.h>
 
+#include <cstdlib>
+#include <cstring>
+
 #include "core/error.h"
+#include "cuda/common.cuh"
 #include "cuda/device.h"
 
 namespace pyllong::cuda {
@@ -24,6 +28,21 @@ std::string device_name(int i) {
     cudaDeviceProp prop{};
     cudaGetDeviceProperties(&prop, i);
     return prop.name;
+}
+
+bool pdl_enabled() {
+    static const bool on = [] {
+        const char* env = std::getenv("PYLLONG_CUDA_PDL");
+        if (env && std::strcmp(env, "0") == 0) return false;
+        int dev = 0, major = 0;
+        if (cudaGetDevice(&dev) != cudaSuccess ||
+            cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) {
+            cudaGetLastError();
+            return false;
+        }
+        return major >= 9;
+    }();
+    return on;
 }
 
 }  // namespace pyllong::cuda

@@ -339,8 +339,10 @@ void Impl::layers(int64_t n, int n_split, int64_t first_logit, bool logits) {
             mul(L.wk, xn, k, n, {}, false, qkv_q8);
             mul(L.wv, xn, v, n, {}, false, qkv_q8);
         }
-        timed(PhaseTimer::Attention, [&] { attention_step(q, k, v, n, kv(L), shape, sb, att_.get(), stream_); });
-        mul(L.wo, att_.get(), xd, n, L.bo, /*accumulate=*/true);  // x += attention output
+        const bool wo_q8 = uses_q8(L.wo, n) && hp_.head_dim % 32 == 0;  // the merge quantizes
+        timed(PhaseTimer::Attention,
+              [&] { attention_step(q, k, v, n, kv(L), shape, sb, att_.get(), stream_, wo_q8 ? &xq_ : nullptr); });
+        mul(L.wo, att_.get(), xd, n, L.bo, /*accumulate=*/true, wo_q8);  // x += attention output
         // FFN input: the same normed x (parallel residual, phi2) or a second norm of x + attn.
         const bool ffn_q8 = !arch.parallel_residual && any_q8({&L.w_gu, &L.w_gate, &L.w_up}, n);
         if (!arch.parallel_residual) norm(xd, L.ffn_norm, {}, xn, n, ffn_q8);

@@ -88,10 +88,11 @@ struct AttentionShape {
 // SelfExtend is on, else null) attends to cells [0, n_kv) of kv, n_kv = step[1] read on the
 // device, whose positions are k_pos, under the causal / sliding-window mask and the
 // SelfExtend pair rule. Keys are split n_split ways (attention_splits of an upper bound of
-// n_kv); partial: scratch of attention_scratch_floats(n_tok, ..., n_split) floats.
+// n_kv); partial: scratch of attention_scratch_floats(n_tok, ..., n_split) floats. q8: out
+// also quantized for the output matmul (head_dim a multiple of 32), or null.
 void attention(const float* q, const float* q_group, const int32_t* q_pos, int64_t n_tok, const DeviceKV& kv,
                const int32_t* k_pos, const int32_t* step, int n_split, const AttentionShape& s, float* out,
-               float* partial, int64_t partial_floats, cudaStream_t stream);
+               float* partial, int64_t partial_floats, cudaStream_t stream, const Q8Act* q8 = nullptr);
 int attention_splits(int64_t n_tok, int64_t n_head, int64_t n_kv_bound);
 int64_t attention_scratch_floats(int64_t n_tok, int64_t n_head, int64_t head_dim, int n_split);
 
@@ -116,7 +117,7 @@ struct StepBuffers {
 // (cell from b.step, on the device).
 //   rope_store: the first half, rotation and cache write, in one kernel.
 void attention_step(float* q, float* k, const float* v, int64_t n, const DeviceKV& kv, const AttentionShape& s,
-                    const StepBuffers& b, float* out, cudaStream_t stream);
+                    const StepBuffers& b, float* out, cudaStream_t stream, const Q8Act* q8 = nullptr);
 void rope_store(float* q, float* k, const float* v, int64_t n, const DeviceKV& kv, const AttentionShape& s,
                 const StepBuffers& b, cudaStream_t stream);
 

@@ -121,9 +121,9 @@ __global__ void __launch_bounds__(32 * kGemvWarps)
     float acc[NT];
 #pragma unroll
     for (int t = 0; t < NT; ++t) acc[t] = 0.0f;
-    for (int b0 = lane; b0 < nb; b0 += 32 * U) {
-        uint4 w[U][kV];
-        float2 sc[U];
+    uint4 w[U][kV];
+    float2 sc[U];
+    auto load = [&](int b0) {
 #pragma unroll
         for (int u = 0; u < U; ++u) {
             const int b = min(b0 + 32 * u, nb - 1);  // a clamped reload is cheaper than a branch
@@ -131,6 +131,11 @@ __global__ void __launch_bounds__(32 * kGemvWarps)
             for (int v = 0; v < kV; ++v) w[u][v] = load_streaming(wq + static_cast<size_t>(b) * kV + v);
             sc[u] = P::scale(Ws, static_cast<int64_t>(row) * nb + b);
         }
+    };
+    load(lane);  // the weights need nothing from the previous kernel: in flight before the wait
+    pdl_wait();
+    for (int b0 = lane; b0 < nb; b0 += 32 * U) {
+        if (b0 != lane) load(b0);
 #pragma unroll
         for (int u = 0; u < U; ++u) {
             const int b = b0 + 32 * u;
@@ -310,8 +315,18 @@ void launch_gemv(const DeviceMatrix& W, const float* x, const Q8Act* xq, float* 
         const int nb = n_in / 32;
         const uint8_t* q = W.data.get();
         const uint8_t* s = q + static_cast<size_t>(W.n_out) * nb * Packed<T>::kQBytes;
-        gemv_q8_kernel<T, NT, U><<<blocks_for(n_out, kGemvWarps), block, 0, stream>>>(q, s, nb, n_out, xq->q, xq->ds,
-                                                                                     y, accumulate);
+        cudaLaunchConfig_t cfg{};
+        cfg.gridDim = dim3(blocks_for(n_out, kGemvWarps));
+        cfg.blockDim = block;
+        cfg.stream = stream;
+        cudaLaunchAttribute pdl[1];
+        pdl[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        pdl[0].val.programmaticStreamSerializationAllowed = 1;
+        cfg.attrs = pdl;
+        cfg.numAttrs = pdl_enabled() ? 1 : 0;
+        check(cudaLaunchKernelEx(&cfg, gemv_q8_kernel<T, NT, U>, q, s, nb, n_out,
+                                 static_cast<const int8_t*>(xq->q), static_cast<const float2*>(xq->ds), y, accumulate),
+              "gemv launch");
     } else {
         constexpr int R = NT <= 2 ? 1 : 2;  // rows per block: activations are reused R times
         constexpr int U = NT <= 2 ? 4 : 2;  // steps in flight per lane

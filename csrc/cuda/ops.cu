@@ -1,8 +1,11 @@
 // The element-wise and row-wise ops of the forward pass on the device, each the CPU op of
 // the same name (ops/norm.cpp, ops/rope.cpp, model/context.cpp) in the same precision:
 // norms reduce in double, rotary angles are computed in double, f16 rounding is RNE.
+#include <algorithm>
+
 #include "cuda/common.cuh"
 #include "cuda/kernels.cuh"
+#include "cuda/q8.cuh"
 
 namespace pyllong::cuda {
 
@@ -22,18 +25,50 @@ __device__ double block_sum(double v) {
     return s;
 }
 
-// The calling warp's 32 lanes hold the 32 elements of block `blk` of a q8 buffer, v each:
-// stores them quantized (round to nearest even) with d = amax / 127 and d * sum(q).
-__device__ __forceinline__ void q8_store_block(float v, int64_t blk, const Q8Act& q8) {
-    float amax = fabsf(v);
-    for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
-    const float d = amax / 127.0f, id = amax > 0.0f ? 127.0f / amax : 0.0f;
-    const int qi = __float2int_rn(v * id);
-    int sum = qi;
-    for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-    const int lane = threadIdx.x % 32;
-    q8.q[blk * 32 + lane] = static_cast<int8_t>(qi);
-    if (lane == 0) q8.ds[blk] = make_float2(d, d * static_cast<float>(sum));
+// Sum over a block of any size (a multiple of 32, up to 1024) of v; every thread gets it.
+__device__ double block_sum_any(double v) {
+    __shared__ double part[32];
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    if (threadIdx.x % 32 == 0) part[threadIdx.x / 32] = v;
+    __syncthreads();
+    double s = 0;
+    for (int i = 0; i < static_cast<int>(blockDim.x / 32); ++i) s += part[i];
+    return s;
+}
+
+// RMSNorm of one row per block, the row held in registers: thread t has float4s t, t + T, ...
+// (kPer of them; T = blockDim.x threads), so x is read once, in 16-byte loads, and a decode
+// step's norm (one row, one block) is a single round trip to memory rather than dim / 256
+// dependent ones. With q8 (dim a multiple of 32) each 8 lanes quantize their 32 elements.
+template <int kPer>
+__global__ void rms_norm_rows_kernel(const float* x, const float* w, float* out, int dim, float eps, Q8Act q8) {
+    pdl_trigger();  // the matmul after it may launch and stream its weights in meanwhile
+    const int n4 = dim / 4;
+    const float4* xr = reinterpret_cast<const float4*>(x + static_cast<size_t>(blockIdx.x) * dim);
+    float4 v[kPer];
+    double ss = 0;
+#pragma unroll
+    for (int j = 0; j < kPer; ++j) {
+        const int i = threadIdx.x + j * blockDim.x;
+        v[j] = i < n4 ? xr[i] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        ss += static_cast<double>(v[j].x) * v[j].x + static_cast<double>(v[j].y) * v[j].y +
+              static_cast<double>(v[j].z) * v[j].z + static_cast<double>(v[j].w) * v[j].w;
+    }
+    ss = block_sum_any(ss);
+    const float scale = static_cast<float>(1.0 / sqrt(ss / dim + eps));
+    const float4* wr = reinterpret_cast<const float4*>(w);
+    float4* o = reinterpret_cast<float4*>(out + static_cast<size_t>(blockIdx.x) * dim);
+#pragma unroll
+    for (int j = 0; j < kPer; ++j) {
+        const int i = threadIdx.x + j * blockDim.x;
+        float4 r = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        if (i < n4) {
+            const float4 g = wr[i];
+            r = make_float4(v[j].x * scale * g.x, v[j].y * scale * g.y, v[j].z * scale * g.z, v[j].w * scale * g.w);
+            o[i] = r;
+        }
+        if (q8.q) q8_store_quad(r, static_cast<int64_t>(blockIdx.x) * n4 + i, i < n4, q8);
+    }
 }
 
 // With q8 (dim a multiple of 32), a warp's pass covers one 32-block: the loops' bounds are
@@ -68,6 +103,7 @@ __global__ void layer_norm_kernel(const float* x, const float* w, const float* b
 }
 // Flat (n,) buffers whose length is a multiple of 32: a warp is one block.
 __global__ void quantize_q8_kernel(const float* x, int64_t n, Q8Act q8) {
+    pdl_trigger();
     const int64_t i = blockIdx.x * static_cast<int64_t>(kThreads) + threadIdx.x;
     if (i < n) q8_store_block(x[i], i / 32, q8);
 }
@@ -82,6 +118,7 @@ __global__ void swiglu_kernel(const float* gate, float* up, int64_t n) {
     if (i < n) up[i] *= silu(gate[i]);
 }
 __global__ void swiglu_fused_kernel(const float* gu, float* up, int64_t n_tok, int64_t F, Q8Act q8) {
+    pdl_trigger();
     const int64_t i = blockIdx.x * static_cast<int64_t>(kThreads) + threadIdx.x;
     if (i >= n_tok * F) return;  // warp-uniform with q8 (F a multiple of 32)
     const int64_t t = i / F, f = i % F;
@@ -174,8 +211,15 @@ void quantize_q8(const float* x, int64_t n_tok, int64_t n_in, const Q8Act& xq, c
 void rms_norm(const float* x, const float* w, float* out, int64_t n, int64_t dim, float eps, cudaStream_t stream,
               const Q8Act* q8) {
     if (n == 0) return;
-    rms_norm_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream>>>(x, w, out, static_cast<int>(dim), eps,
-                                                                      q8_or_none(q8, dim));
+    const Q8Act xq = q8_or_none(q8, dim);
+    const int64_t n4 = dim / 4, threads = std::min<int64_t>(1024, (n4 + 31) / 32 * 32);
+    const int64_t per = (n4 + threads - 1) / threads;
+    const unsigned rows = static_cast<unsigned>(n), t = static_cast<unsigned>(threads);
+    const int d = static_cast<int>(dim);
+    if (dim % 4 != 0 || per > 4) rms_norm_kernel<<<rows, kThreads, 0, stream>>>(x, w, out, d, eps, xq);
+    else if (per == 1) rms_norm_rows_kernel<1><<<rows, t, 0, stream>>>(x, w, out, d, eps, xq);
+    else if (per == 2) rms_norm_rows_kernel<2><<<rows, t, 0, stream>>>(x, w, out, d, eps, xq);
+    else rms_norm_rows_kernel<4><<<rows, t, 0, stream>>>(x, w, out, d, eps, xq);
     check_launch("rms_norm");
 }
 void layer_norm(const float* x, const float* w, const float* b, float* out, int64_t n, int64_t dim, float eps,

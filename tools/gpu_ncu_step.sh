@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Where one decode step's time goes on the GPU: Nsight Compute times every kernel of three
+# decode steps of the 7B-shaped Q4_0 benchmark model (the captured graph's nodes), then the
+# kernels are summed by name per step, with the DRAM bytes each read. GPU machine only; run
+# after tools/gpu_check.sh has built build/gpu in this checkout.
+set -uo pipefail
+export PYTHONPATH=$PWD:$PWD/tests:/tmp/site
+OUT=${OUT:-/tmp/gpu-out}; mkdir -p "$OUT"
+cat > /tmp/ncu_step.py <<'PY'
+import os, sys
+sys.path.insert(0, os.getcwd())
+from pyllong import _core
+from pyllong.models import synthetic as syn
+p = "/tmp/llama-7b-q4_0-raw.gguf"
+if not os.path.exists(p):
+    syn.build_raw_random(p, **syn.PRESETS["llama-7b"])
+ctx = _core.Context(_core.ModelFile(p), n_ctx=256, n_batch=64, n_gpu_layers=-1)
+for t in range(3):
+    ctx.eval([t + 7], True)
+PY
+ncu --csv --clock-control none --metrics gpu__time_duration.sum,dram__bytes_read.sum \
+    python3 /tmp/ncu_step.py >"$OUT/ncu_step.csv" 2>"$OUT/ncu_step.err" || { tail -20 "$OUT/ncu_step.err"; exit 1; }
+python3 - "$OUT/ncu_step.csv" <<'PY'
+import csv, sys, collections
+rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 10]
+head, rows = rows[0], rows[1:]
+K, M, U, V = head.index("Kernel Name"), head.index("Metric Name"), head.index("Metric Unit"), head.index("Metric Value")
+scale = {"ns": 1e-3, "us": 1.0, "usecond": 1.0, "nsecond": 1e-3, "msecond": 1e3, "ms": 1e3,
+         "byte": 1, "Kbyte": 1e3, "Mbyte": 1e6, "Gbyte": 1e9}
+t, b, n = collections.Counter(), collections.Counter(), collections.Counter()
+for r in rows:
+    name = r[K].split("(")[0].split("<")[0].replace("void ", "").strip()
+    v = float(r[V].replace(",", "")) * scale.get(r[U], 1.0)
+    if r[M] == "gpu__time_duration.sum":
+        t[name] += v / 3; n[name] += 1 / 3
+    else:
+        b[name] += v / 3
+total = sum(t.values())
+print(f"{'kernel':28s} {'per step':>9s} {'us':>9s} {'MB read':>9s} {'GB/s':>7s}")
+for k, v in t.most_common():
+    print(f"{k:28s} {n[k]:9.0f} {v:9.1f} {b[k] / 1e6:9.1f} {b[k] / v / 1e3 if v else 0:7.0f}")
+print(f"{'total':28s} {sum(n.values()):9.0f} {total:9.1f} {sum(b.values()) / 1e6:9.1f} {sum(b.values()) / total / 1e3:7.0f}")
+PY
