@@ -157,6 +157,26 @@ def model_facts(mf) -> dict:
             "model_n_params": int(mf.n_params)}
 
 
+def decode_weight_bytes(mf) -> int:
+    """Bytes of weights one decoded token reads: every matrix once (the token embedding only
+    as the output head, when the model ties them: one embedding row is negligible)."""
+    tensors = mf.gguf.tensors
+    total = sum(t.nbytes for name, t in tensors.items() if len(t.shape) >= 2 and name != "token_embd.weight")
+    if "output.weight" not in tensors and "token_embd.weight" in tensors:
+        total += tensors["token_embd.weight"].nbytes
+    return int(total)
+
+
+def add_roofline(r: dict, weight_bytes: int, read_bw: float) -> None:
+    """For a tg record: bytes read per token (weights + the KV cells attended, on average over
+    the test) and the fraction of the read bandwidth that tokens/s reaches."""
+    cells = r["n_depth"] + (r["n_gen"] + 1) / 2
+    per_token = weight_bytes + cells * r["kv_bytes_per_token"]
+    r["read_bw_bytes_per_s"] = read_bw
+    r["bytes_per_token"] = int(per_token)
+    r["roofline_fraction"] = per_token * r["avg_ts"] / read_bw
+
+
 def _git_commit() -> str:
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     try:
@@ -209,6 +229,9 @@ def record(test: Test, facts: dict, *, model_path: str, n_threads: int, n_batch:
     }
 
 
+ROOFLINE_BUFFER = 1 << 30  # bytes read per bandwidth pass: far beyond any last-level cache here
+
+
 def _mib(n: float) -> str:
     return f"{n / 2**20:.2f} MiB"
 
@@ -243,6 +266,13 @@ def markdown(records: list[dict]) -> str:
         out.append(f"peak RSS {_mib(max(r['peak_rss_bytes'] for r in records))}; KV cache "
                    f"{_mib(last['kv_bytes'])} for n_ctx {last['n_ctx']} ({last['kv_bytes_per_token']} bytes/token, "
                    f"{last['type_k']})")
+        for r in records:
+            if "roofline_fraction" in r:
+                test = f"tg{r['n_gen']}" + (f" @ d{r['n_depth']}" if r["n_depth"] else "")
+                out.append(f"{test}: {r['bytes_per_token'] / 1e6:.1f} MB read per token x {r['avg_ts']:.2f} tok/s = "
+                           f"{r['bytes_per_token'] * r['avg_ts'] / 1e9:.2f} GB/s, {100 * r['roofline_fraction']:.0f} % "
+                           f"of the {r['read_bw_bytes_per_s'] / 1e9:.2f} GB/s this machine reads with "
+                           f"{r['n_threads']} thread(s)")
         out.append(f"build: {last['build_commit']} ({last['runtime']})")
     return "\n".join(out)
 
@@ -290,10 +320,12 @@ def run_loops(model, test: Test, reps: int, rng: np.random.Generator) -> tuple[T
 def bench(model_path: str, n_threads: int, n_prompt: Sequence[int] = (512,), n_gen: Sequence[int] = (128,),
           n_depth: Sequence[int] = (0,), reps: int = 5, n_batch: int = 512, kv_type: str = "f16",
           self_extend=None, n_gpu_layers: int = 0, seed: int = 0, warmup: bool = True, generate: bool = False,
-          on_record: Optional[Callable[[dict], None]] = None) -> list[dict]:
+          roofline: bool = False, on_record: Optional[Callable[[dict], None]] = None) -> list[dict]:
     """Run every (depth, pp) and (depth, tg) test like llama-bench; return the records.
     generate: also time each tg test with the native loop and with Model.generate (records
-    with "loop": "native" / "generate"; the plain ones have "loop": "eval")."""
+    with "loop": "native" / "generate"; the plain ones have "loop": "eval").
+    roofline: measure this machine's read bandwidth with n_threads (after the tests), and give
+    each tg record its bytes per token and the fraction of that bandwidth it reaches (CPU runs)."""
     if reps < 1:
         raise InvalidArgumentError(f"repetitions must be at least 1, got {reps}")
     if n_threads < 1:
@@ -338,4 +370,10 @@ def bench(model_path: str, n_threads: int, n_prompt: Sequence[int] = (512,), n_g
             emit(gen, "generate")
         else:
             emit(run_test(ctx, t, reps, n_vocab, n_batch, rng, warmup=warmup), "eval")
+    if roofline:  # after the tests, so that its 1 GiB buffer is not in their peak RSS
+        read_bw = _core.read_bandwidth(ROOFLINE_BUFFER, n_threads)
+        weight_bytes = decode_weight_bytes(mf)
+        for r in out:
+            if r["n_gen"]:
+                add_roofline(r, weight_bytes, read_bw)
     return out

@@ -425,7 +425,8 @@ def cmd_bench(a) -> int:
 
     recs = bench.bench(path, threads, a.n_prompt, a.n_gen, a.n_depth, reps=a.repetitions, n_batch=a.batch_size,
                        kv_type=a.kv_type, self_extend=a.self_extend, n_gpu_layers=a.n_gpu_layers,
-                       seed=a.seed, warmup=not a.no_warmup, generate=a.generate, on_record=progress)
+                       seed=a.seed, warmup=not a.no_warmup, generate=a.generate, roofline=a.roofline,
+                       on_record=progress)
     print(json.dumps(recs, indent=2) if a.json else bench.markdown(recs))
     return 0
 
@@ -583,6 +584,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-ngl", "--n-gpu-layers", type=int, default=0, metavar="N", help="layers on the GPU (CUDA builds)")
     s.add_argument("--generate", action="store_true",
                    help="also time tgN three ways: the native C++ loop, and Model.generate's Python sampling loop")
+    s.add_argument("--roofline", action="store_true",
+                   help="also measure this machine's read bandwidth with the same threads (1 GiB buffer, after the "
+                        "tests) and report each tgN's bytes read per token and the fraction of it reached")
     s.add_argument("--no-warmup", action="store_true", help="skip the warm-up run before each test")
     s.add_argument("-s", "--seed", type=int, default=0, help="seed of the random token ids")
     s.add_argument("--json", action="store_true", help="print llama-bench's JSON records")

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from pyllong import _core, bench
+from pyllong import errors as pyllong_errors
 from pyllong.models.synthetic import cached_preset
 
 PEER_BENCH = os.path.expanduser(
@@ -125,3 +126,32 @@ def test_record_shape_equals_llama_benchs(tiny, records):
             assert isinstance(b, (int, float)) and not isinstance(b, bool), k
         else:
             assert type(a) is type(b), k
+
+
+def test_read_bandwidth_is_a_plausible_rate():
+    bw = _core.read_bandwidth(64 << 20, 1, reps=2)
+    assert 1e8 < bw < 1e13  # between 0.1 GB/s and 10 TB/s: bytes per second, not per ms or ns
+    with pytest.raises(pyllong_errors.InvalidArgumentError, match="buffer size"):
+        _core.read_bandwidth(1000, 1)
+
+
+def test_roofline_counts_the_bytes_gguf_says_a_token_reads(tiny, monkeypatch):
+    import gguf
+
+    monkeypatch.setattr(bench, "ROOFLINE_BUFFER", 16 << 20)
+    recs = bench.bench(tiny, n_threads=1, n_prompt=[8], n_gen=[4], n_depth=[0, 16], reps=1, roofline=True)
+    # Independent count from the gguf package's reader: every 2-D tensor but the embedding,
+    # which the output head reads when the model has no output.weight.
+    r = gguf.GGUFReader(tiny)
+    sizes = {t.name: int(t.n_bytes) for t in r.tensors}
+    weights = sum(b for t, b in sizes.items() if t != "token_embd.weight" and
+                  len([d for d in next(x for x in r.tensors if x.name == t).shape if d > 1]) >= 2)
+    if "output.weight" not in sizes:
+        weights += sizes["token_embd.weight"]
+    tg = [x for x in recs if x["n_gen"]]
+    assert [x["n_depth"] for x in tg] == [0, 16] and all("roofline_fraction" not in x for x in recs if x["n_prompt"])
+    for x in tg:
+        cells = x["n_depth"] + 2.5  # the cells attended, on average over 4 decoded tokens
+        assert x["bytes_per_token"] == int(weights + cells * x["kv_bytes_per_token"])
+        assert x["roofline_fraction"] == pytest.approx(x["bytes_per_token"] * x["avg_ts"] / x["read_bw_bytes_per_s"])
+    assert "GB/s this machine reads with 1 thread(s)" in bench.markdown(recs)

@@ -21,6 +21,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from pyllong import _core  # noqa: E402
+from pyllong.bench import decode_weight_bytes  # noqa: E402
 from pyllong.models import synthetic as syn  # noqa: E402
 
 SMOLLM2_SHAPE = dict(arch="llama", vocab="bpe", qtype="Q4_1", n_layer=30, n_embd=576, n_head=9, n_head_kv=3,
@@ -47,18 +48,6 @@ def copy_bandwidth() -> float | None:
     del a, b
     torch.cuda.empty_cache()
     return bw
-
-
-def matrix_bytes(mf) -> int:
-    """Bytes of every 2-D weight read per decoded token (token embedding rows excluded)."""
-    g = mf.gguf
-    total = 0
-    for name, t in g.tensors.items():
-        if len(t.shape) >= 2 and name != "token_embd.weight":
-            total += t.nbytes
-    if "output.weight" not in g.tensors:  # tied: the output head reads the embedding matrix
-        total += g.tensors["token_embd.weight"].nbytes
-    return total
 
 
 def timed_decode(ctx, n_gen: int, rng) -> float:
@@ -95,7 +84,7 @@ def bench_model(path: str, n_prompt: int, n_gen: int, depth: int, reps: int, sel
     return dict(model=os.path.basename(path), n_prompt=n_prompt, n_gen=n_gen, n_depth=depth,
                 self_extend=self_extend, pp_ts=float(np.mean(pp)), pp_std=float(np.std(pp)),
                 tg_ts=float(np.mean(tg)), tg_std=float(np.std(tg)), fill_ts=fill,
-                bytes_per_token=matrix_bytes(mf) + kv_read, kv_bytes=ctx.kv_bytes)
+                bytes_per_token=decode_weight_bytes(mf) + kv_read, kv_bytes=ctx.kv_bytes)
 
 
 def main(argv=None) -> int:

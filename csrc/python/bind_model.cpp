@@ -4,6 +4,7 @@
 
 #include <map>
 
+#include "core/read_bandwidth.h"
 #include "model/model_file.h"
 #include "python/bindings.h"
 
@@ -12,6 +13,12 @@ namespace py = pybind11;
 namespace pyllong::python {
 
 void bind_model(py::module_& m) {
+    m.def("read_bandwidth", [](int64_t n_bytes, int n_threads, int reps) {
+        py::gil_scoped_release nogil;
+        return read_bandwidth(n_bytes, n_threads, reps);
+    }, py::arg("n_bytes"), py::arg("n_threads"), py::arg("reps") = 5,
+       "Bytes per second this process reads from memory with n_threads threads (best of reps passes "
+       "over a buffer of n_bytes; make it much larger than the last-level cache).");
     py::class_<ModelFile, std::shared_ptr<ModelFile>>(m, "ModelFile",
         "A validated GGUF model (one file or the first shard of a split set).")
         .def(py::init([](const std::string& path, bool check_data) {
