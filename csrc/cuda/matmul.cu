@@ -23,20 +23,26 @@ constexpr int kGemvWarps = 4;  // warps per block
 // are the low and high nibbles of quant byte l.
 template <GGMLType T>
 struct Packed;
+// sum over a 4-bit block of q * x (q unsigned, 0..15), the nibbles against 8-bit activations
+// x0 (elements 0..15) and x1 (16..31), four at a time by dp4a.
+__device__ __forceinline__ int dot_nibbles(uint4 w, int4 x0, int4 x1) {
+    const uint32_t q[4] = {w.x, w.y, w.z, w.w};
+    const int xa[4] = {x0.x, x0.y, x0.z, x0.w}, xb[4] = {x1.x, x1.y, x1.z, x1.w};
+    int sum = 0;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        sum = __dp4a(static_cast<int>(q[i] & 0x0F0F0F0Fu), xa[i], sum);
+        sum = __dp4a(static_cast<int>((q[i] >> 4) & 0x0F0F0F0Fu), xb[i], sum);
+    }
+    return sum;
+}
 template <>
 struct Packed<GGMLType::Q4_0> {  // d * (q - 8)
     static constexpr int kQBytes = 16, kSBytes = 2;
     __device__ static float2 scale(const uint8_t* s, int64_t blk) { return make_float2(f16(s + 2 * blk), 0.0f); }
     // w: the block's quants; x0, x1: its activations 0..15 and 16..31; ds: (d, d * sum q) of x.
     __device__ static float dot(const uint4* w, int4 x0, int4 x1, float2 ds, float2 sc) {
-        const uint32_t q[4] = {w[0].x, w[0].y, w[0].z, w[0].w};
-        const int xa[4] = {x0.x, x0.y, x0.z, x0.w}, xb[4] = {x1.x, x1.y, x1.z, x1.w};
-        int sum = 0;
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-            sum = __dp4a(static_cast<int>(q[i] & 0x0F0F0F0Fu), xa[i], sum);
-            sum = __dp4a(static_cast<int>((q[i] >> 4) & 0x0F0F0F0Fu), xb[i], sum);
-        }
+        const int sum = dot_nibbles(w[0], x0, x1);
         return sc.x * (ds.x * static_cast<float>(sum) - 8.0f * ds.y);
     }
     __device__ static void dequant(const uint4* w, float2 sc, float* y) {
@@ -56,14 +62,7 @@ struct Packed<GGMLType::Q4_1> {  // d * q + m; scales half2 (d, m)
         return __half22float2(reinterpret_cast<const __half2*>(s)[blk]);
     }
     __device__ static float dot(const uint4* w, int4 x0, int4 x1, float2 ds, float2 sc) {
-        const uint32_t q[4] = {w[0].x, w[0].y, w[0].z, w[0].w};
-        const int xa[4] = {x0.x, x0.y, x0.z, x0.w}, xb[4] = {x1.x, x1.y, x1.z, x1.w};
-        int sum = 0;
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-            sum = __dp4a(static_cast<int>(q[i] & 0x0F0F0F0Fu), xa[i], sum);
-            sum = __dp4a(static_cast<int>((q[i] >> 4) & 0x0F0F0F0Fu), xb[i], sum);
-        }
+        const int sum = dot_nibbles(w[0], x0, x1);
         return sc.x * ds.x * static_cast<float>(sum) + sc.y * ds.y;  // sum (d q + m) d_x q_x
     }
     __device__ static void dequant(const uint4* w, float2 sc, float* y) {
