@@ -4,6 +4,9 @@
 #include <cmath>
 #include <cstdio>
 #include <functional>
+#ifdef __AVX2__
+#include <immintrin.h>
+#endif
 #include <string>
 
 #include "core/error.h"
@@ -11,6 +14,30 @@
 namespace pyllong {
 
 namespace {
+
+// max of x[0, n), and whether any is NaN (np.max then gives NaN).
+float max_and_nan(const float* x, size_t n, bool& nan) {
+    size_t i = 0;
+    float m = -INFINITY;
+    nan = false;
+#ifdef __AVX2__
+    __m256 vm = _mm256_set1_ps(-INFINITY), vn = _mm256_setzero_ps();
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_loadu_ps(x + i);
+        vm = _mm256_max_ps(vm, v);
+        vn = _mm256_or_ps(vn, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+    }
+    alignas(32) float lanes[8];
+    _mm256_store_ps(lanes, vm);
+    for (float l : lanes) m = l > m ? l : m;
+    nan = _mm256_movemask_ps(vn) != 0;
+#endif
+    for (; i < n; ++i) {
+        m = x[i] > m ? x[i] : m;
+        nan |= x[i] != x[i];
+    }
+    return m;
+}
 
 std::string num(double v) {
     char buf[64];
@@ -119,20 +146,16 @@ void Sampler::collect_candidates() {
         return;
     }
     block_max_.resize(n_blocks);
+    bool nan = false;  // no NaN here: sample_u has refused them
+    for (size_t b = 0; b < n_blocks; ++b) block_max_[b] = max_and_nan(logits_.data() + b * kBlock, kBlock, nan);
+    block_kth_.assign(block_max_.begin(), block_max_.end());
+    std::nth_element(block_kth_.begin(), block_kth_.begin() + (k - 1), block_kth_.end(), std::greater<float>());
+    const float bound = block_kth_[k - 1];
     for (size_t b = 0; b < n_blocks; ++b) {
-        const float* x = logits_.data() + b * kBlock;
-        float m[8];
-        for (int l = 0; l < 8; ++l) m[l] = x[l];
-        for (size_t i = 8; i < kBlock; i += 8)
-            for (int l = 0; l < 8; ++l) m[l] = m[l] > x[i + l] ? m[l] : x[i + l];
-        float mm = m[0];
-        for (int l = 1; l < 8; ++l) mm = mm > m[l] ? mm : m[l];
-        block_max_[b] = mm;
+        if (block_max_[b] < bound) continue;  // nothing in this block reaches the bound
+        for (size_t i = b * kBlock; i < (b + 1) * kBlock; ++i)
+            if (logits_[i] >= bound) cand_.push_back({static_cast<int32_t>(i), logits_[i]});
     }
-    std::nth_element(block_max_.begin(), block_max_.begin() + (k - 1), block_max_.end(), std::greater<float>());
-    const float bound = block_max_[k - 1];
-    for (size_t i = 0; i < n_blocks * kBlock; ++i)
-        if (logits_[i] >= bound) cand_.push_back({static_cast<int32_t>(i), logits_[i]});
     for (size_t i = n_blocks * kBlock; i < n; ++i) cand_.push_back({static_cast<int32_t>(i), logits_[i]});
 }
 
@@ -209,18 +232,14 @@ int32_t Sampler::sample_u(const float* logits, const int32_t* history, size_t n_
     std::copy(logits, logits + n_vocab_, logits_.begin());
     for (const auto& [id, bias] : p_.logit_bias) logits_[id] += bias;
     apply_penalty(history, n_history);
-    float mx = -INFINITY;
-    int32_t best = 0;
     bool nan = false;
-    for (int32_t i = 0; i < n_vocab_; ++i) {
-        if (logits_[i] > mx) mx = logits_[i], best = i;  // strict: the first maximum wins
-        nan |= logits_[i] != logits_[i];
-    }
+    float mx = max_and_nan(logits_.data(), logits_.size(), nan);
     if (nan) mx = NAN;  // np.max: NaN wins
     if (!std::isfinite(mx))
         throw InvalidArgument("every token has logit -inf or NaN after logit_bias/logits_processor; "
                               "nothing can be sampled");
-    if (p_.temperature == 0.0) return best;  // greedy: what llama.cpp's temp <= 0 reduces to
+    if (p_.temperature == 0.0)  // greedy: what llama.cpp's temp <= 0 reduces to; the first maximum wins
+        return static_cast<int32_t>(std::find(logits_.begin(), logits_.end(), mx) - logits_.begin());
     collect_candidates();
     top_k();
     top_p();

@@ -70,6 +70,7 @@ private:
     std::vector<float> logits_;          // (n_vocab,) working copy
     std::vector<Candidate> cand_;        // the candidate set after each filter
     std::vector<float> block_max_;       // top-k's scratch: maxima of 64-logit blocks
+    std::vector<float> block_kth_;       // a copy of them, partitioned for the k-th largest
     std::vector<int32_t> seen_;          // (n_vocab,) scratch for the penalty window: counts
 };
 
