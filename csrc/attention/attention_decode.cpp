@@ -153,6 +153,11 @@ void attention_decode(const float* q, const float* q_group, const int32_t* q_pos
                     n_grp += grp[jj];
                 }
                 if (n_vis == 0) continue;  // e.g. outside a sliding window: the rows are not read
+                for (int64_t jj = 0; jj < n; ++jj) {
+                    float* kr = kf.data() + jj * kv_dim;
+                    if (!vis[jj]) std::fill(kr, kr + kv_dim, 0.0f);
+                    else load_full_row(type, grp[jj] ? cache.kg_row(layer, a + jj) : cache.k_row(layer, a + jj), kr, kv_dim);
+                }
                 for (int64_t h = 0; h < n_head; ++h) {
                     const int64_t g = h / group;
                     float* sh = sc.data() + h * tk;
