@@ -274,7 +274,35 @@ def markdown(records: list[dict]) -> str:
                            f"of the {r['read_bw_bytes_per_s'] / 1e9:.2f} GB/s this machine reads with "
                            f"{r['n_threads']} thread(s)")
         out.append(f"build: {last['build_commit']} ({last['runtime']})")
+    out += loop_ratio_lines(records)
     return "\n".join(out)
+
+
+def loop_ratios(records: list[dict]) -> list[tuple[str, float, float, float]]:
+    """With --generate: for each tg test, Model.generate's speed over the native loop's, per
+    repetition (the two ran interleaved, so each pair shares the machine's load): (test name,
+    median, lowest, highest) of those ratios."""
+    out = []
+    for gen in records:
+        if gen.get("loop") != "generate":
+            continue
+        key = (gen["n_gen"], gen["n_depth"])
+        nat = next((r for r in records if r.get("loop") == "native" and (r["n_gen"], r["n_depth"]) == key), None)
+        if nat is None or not gen["samples_ts"] or len(nat["samples_ts"]) != len(gen["samples_ts"]):
+            continue
+        ratios = sorted(g / n for g, n in zip(gen["samples_ts"], nat["samples_ts"]) if n > 0)
+        if not ratios:
+            continue
+        mid = len(ratios) // 2
+        med = ratios[mid] if len(ratios) % 2 else (ratios[mid - 1] + ratios[mid]) / 2
+        name = f"tg{gen['n_gen']}" + (f" @ d{gen['n_depth']}" if gen["n_depth"] else "")
+        out.append((name, med, ratios[0], ratios[-1]))
+    return out
+
+
+def loop_ratio_lines(records: list[dict]) -> list[str]:
+    return [f"{name}: generate / native = {med:.3f} (median of the per-repetition ratios; range {lo:.3f}-{hi:.3f})"
+            for name, med, lo, hi in loop_ratios(records)]
 
 
 def run_loops(model, test: Test, reps: int, rng: np.random.Generator) -> tuple[Test, Test, Test]:

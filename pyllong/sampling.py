@@ -128,11 +128,19 @@ def largest_indices(values: np.ndarray, k: int) -> np.ndarray:
     return cand[np.argpartition(-values[cand], k - 1)[:k]]
 
 
+def _ranked(ids: np.ndarray, logits: np.ndarray) -> np.ndarray:
+    """The order of a candidate set: logit descending, ties by ascending id. The native chain
+    (csrc/sampling/sampler.cpp) orders its candidates the same, so for one uniform draw both
+    pick the same token."""
+    return np.lexsort((ids, -logits))
+
+
 def top_k(ids: np.ndarray, logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The k highest logits (k <= 0 or k >= n: unchanged). Not sorted."""
+    """The k highest logits (k <= 0 or k >= n: unchanged), ranked (see _ranked)."""
     if k <= 0 or k >= len(logits):
         return ids, logits
     keep = largest_indices(logits, k)
+    keep = keep[_ranked(ids[keep], logits[keep])]
     return ids[keep], logits[keep]
 
 
@@ -167,7 +175,7 @@ def top_p(ids: np.ndarray, logits: np.ndarray, p: float, min_keep: int = 1) -> t
     m = min(n, 256)
     while True:
         sel = np.arange(n) if m >= n else largest_indices(logits, m)
-        sel = sel[np.argsort(-logits[sel], kind="stable")]
+        sel = sel[_ranked(ids[sel], logits[sel])]
         cum = np.cumsum(w[sel]) / total
         cut = int(np.searchsorted(cum, p, side="left"))  # first index with cum >= p
         if cut < len(sel) or m >= n:
@@ -191,9 +199,15 @@ def min_p(ids: np.ndarray, logits: np.ndarray, p: float, min_keep: int = 1) -> t
 # The chain
 
 class Sampler:
-    """One generation's sampler: parameters, precomputed bias arrays and the random generator."""
+    """One generation's sampler: parameters, precomputed bias arrays and the random generator.
 
-    def __init__(self, params: SamplingParams, n_vocab: int, rng: np.random.Generator):
+    Without logits processors or typical sampling, `sample` runs the same chain natively
+    (`_core.Sampler`, csrc/sampling/sampler.cpp: no numpy calls per token), fed this
+    generator's uniform draw, so a seed gives the same tokens either way (up to float
+    rounding at a draw's boundary, and which of exactly tied logits top-k keeps).
+    native=False forces the numpy chain."""
+
+    def __init__(self, params: SamplingParams, n_vocab: int, rng: np.random.Generator, native: bool = True):
         self.p = params
         self.n_vocab = n_vocab
         self.rng = rng
@@ -201,6 +215,16 @@ class Sampler:
         self._bias_ids = np.fromiter(bias.keys(), dtype=np.int64, count=len(bias))
         self._bias_vals = np.fromiter(bias.values(), dtype=np.float32, count=len(bias))
         self._all_ids = np.arange(n_vocab)
+        self._native = None
+        if native and not params.logits_processor and params.typical_p >= 1.0:
+            from . import _core
+
+            self._native = _core.Sampler(
+                n_vocab, temperature=float(params.temperature), top_k=int(params.top_k), top_p=float(params.top_p),
+                min_p=float(params.min_p), repeat_penalty=float(params.repeat_penalty),
+                repeat_last_n=int(params.repeat_last_n), frequency_penalty=float(params.frequency_penalty),
+                presence_penalty=float(params.presence_penalty),
+                logit_bias=[(int(t), float(np.float32(b))) for t, b in bias.items()])
 
     def prepare(self, logits: np.ndarray, history: np.ndarray) -> np.ndarray:
         """Logits after bias, processors and penalties (a float32 copy; `logits` is untouched)."""
@@ -230,6 +254,9 @@ class Sampler:
     def sample(self, logits: np.ndarray, history: np.ndarray) -> int:
         """Next token id from one row of raw logits; `history` are the ids before it (for penalties
         and processors)."""
+        if self._native is not None:
+            u = self.rng.random() if self.p.temperature > 0 else 0.0  # greedy draws nothing, as below
+            return self._native.sample(logits, history, u)
         logits = self.prepare(logits, history)
         if not np.isfinite(logits.max()):
             raise InvalidArgumentError("every token has logit -inf or NaN after logit_bias/logits_processor; "

@@ -155,3 +155,21 @@ def test_roofline_counts_the_bytes_gguf_says_a_token_reads(tiny, monkeypatch):
         assert x["bytes_per_token"] == int(weights + cells * x["kv_bytes_per_token"])
         assert x["roofline_fraction"] == pytest.approx(x["bytes_per_token"] * x["avg_ts"] / x["read_bw_bytes_per_s"])
     assert "GB/s this machine reads with 1 thread(s)" in bench.markdown(recs)
+
+
+def test_generate_over_native_ratio_is_the_median_of_paired_repetitions():
+    """`--generate`'s summary line: each repetition's generate tok/s over the native loop's of
+    the same repetition (they ran back to back), then the median of those ratios."""
+    from pyllong.bench import loop_ratios
+
+    recs = [
+        {"loop": "eval", "n_gen": 8, "n_depth": 0, "samples_ts": [1.0, 1.0, 1.0]},
+        {"loop": "native", "n_gen": 8, "n_depth": 0, "samples_ts": [100.0, 200.0, 50.0]},
+        {"loop": "generate", "n_gen": 8, "n_depth": 0, "samples_ts": [90.0, 210.0, 48.0]},
+        {"loop": "native", "n_gen": 8, "n_depth": 64, "samples_ts": [10.0, 20.0]},
+        {"loop": "generate", "n_gen": 8, "n_depth": 64, "samples_ts": [9.0, 21.0]},
+    ]
+    got = loop_ratios(recs)
+    assert [g[0] for g in got] == ["tg8", "tg8 @ d64"]
+    assert got[0][1:] == pytest.approx((0.96, 0.9, 1.05))   # ratios 0.9, 1.05, 0.96
+    assert got[1][1:] == pytest.approx((0.975, 0.9, 1.05))  # two ratios: their mean

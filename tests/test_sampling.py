@@ -170,13 +170,16 @@ def ref_chain_distribution(lg, history, sp):
     dict(top_k=10, top_p=1.0, min_p=0.2, temperature=1.5),
     dict(typical_p=0.7, top_k=0),
     dict(logit_bias={3: 5.0, 4: -math.inf}, repeat_penalty=1.3, frequency_penalty=0.1, presence_penalty=0.2),
+    dict(top_k=0, top_p=1.0, min_p=0.1, repeat_last_n=-1, frequency_penalty=-0.5),
 ])
-def test_chain_samples_the_reference_distribution(params):
+@pytest.mark.parametrize("native", [True, False])  # the native chain (_core.Sampler) and the numpy one
+def test_chain_samples_the_reference_distribution(params, native):
     lg = logits_for(11)
     history = np.random.default_rng(2).integers(0, V, 40).astype(np.int32)
     sp = SamplingParams(**params).validate(V)
     expected = ref_chain_distribution(lg, history, sp)
-    s = Sampler(sp, V, np.random.default_rng(123))
+    s = Sampler(sp, V, np.random.default_rng(123), native=native)
+    assert (s._native is not None) == (native and sp.typical_p >= 1.0)
     n = 4000
     counts = np.bincount([s.sample(lg, history) for _ in range(n)], minlength=V)
     assert np.all(counts[expected == 0] == 0), "sampled a token the chain filters out"
@@ -185,12 +188,19 @@ def test_chain_samples_the_reference_distribution(params):
     assert np.all(np.abs(counts - n * expected) <= 5 * sigma)
 
 
-def test_greedy_is_argmax_after_bias_and_penalties():
+@pytest.mark.parametrize("native", [True, False])
+def test_greedy_is_argmax_after_bias_and_penalties(native):
     lg = logits_for(4)
     top = int(np.argmax(lg))
-    s = Sampler(SamplingParams(temperature=0, repeat_penalty=1.0), V, np.random.default_rng(0))
+    s = Sampler(SamplingParams(temperature=0, repeat_penalty=1.0), V, np.random.default_rng(0), native=native)
     assert s.sample(lg, np.array([], np.int32)) == top
-    s = Sampler(SamplingParams(temperature=0, logit_bias={top: -math.inf}, repeat_penalty=1.0), V, np.random.default_rng(0))
+    # a repeat penalty on the top token: argmax of the reference formula
+    hist = np.array([top, top], np.int32)
+    s = Sampler(SamplingParams(temperature=0, repeat_penalty=50.0, presence_penalty=2.0), V, np.random.default_rng(0),
+                native=native)
+    assert s.sample(lg, hist) == int(np.argmax(ref_penalties(lg, hist, 50.0, 0.0, 2.0)))
+    s = Sampler(SamplingParams(temperature=0, logit_bias={top: -math.inf}, repeat_penalty=1.0), V, np.random.default_rng(0),
+                native=native)
     lg2 = lg.copy()
     lg2[top] = -np.inf
     assert s.sample(lg, np.array([], np.int32)) == int(np.argmax(lg2))
@@ -236,8 +246,10 @@ def test_invalid_parameters_are_typed_and_named(bad, match):
         SamplingParams(**bad).validate(V)
 
 
-def test_all_banned_is_an_error():
-    s = Sampler(SamplingParams(logit_bias={i: -math.inf for i in range(V)}).validate(V), V, np.random.default_rng(0))
+@pytest.mark.parametrize("native", [True, False])
+def test_all_banned_is_an_error(native):
+    s = Sampler(SamplingParams(logit_bias={i: -math.inf for i in range(V)}).validate(V), V, np.random.default_rng(0),
+                native=native)
     with pytest.raises(InvalidArgumentError, match="nothing can be sampled"):
         s.sample(logits_for(0), np.array([], np.int32))
 
@@ -268,3 +280,29 @@ def test_top_p_on_big_vocab_matches_full_sort(scale, p):
     order = np.argsort(-pr, kind="stable")
     cut = int(np.searchsorted(np.cumsum(pr[order]), p)) + 1
     assert set(ids.tolist()) == set(order[:cut].tolist())
+
+
+# -- the native chain against the numpy one, draw for draw -----------------------------------------
+
+@pytest.mark.parametrize("params", [
+    dict(),
+    dict(temperature=0),
+    dict(top_k=0, top_p=0.9, min_p=0.0),
+    dict(top_k=0, top_p=1.0, min_p=0.0, temperature=1.3),
+    dict(top_k=100, top_p=1.0, min_p=0.0),
+    dict(top_k=5, top_p=0.5, min_p=0.3, temperature=0.5),
+    dict(repeat_penalty=1.5, frequency_penalty=0.3, presence_penalty=-0.4, repeat_last_n=-1, logit_bias={7: 3.0, 9: -math.inf}),
+])
+@pytest.mark.parametrize("n_vocab", [V, 49152])
+def test_native_chain_draws_what_the_numpy_chain_draws(params, n_vocab):
+    """Same seed, same tokens: the native chain is fed the numpy generator's draws and ranks
+    candidates the same way (random normal logits have no exact ties)."""
+    rng = np.random.default_rng(n_vocab)
+    sp = SamplingParams(**params).validate(n_vocab)
+    nat = Sampler(sp, n_vocab, np.random.default_rng(5))
+    ref = Sampler(sp, n_vocab, np.random.default_rng(5), native=False)
+    assert nat._native is not None and ref._native is None
+    for step in range(60):
+        lg = rng.normal(0, 3, n_vocab).astype(np.float32)
+        hist = rng.integers(0, n_vocab, int(rng.integers(0, 100))).astype(np.int32)
+        assert nat.sample(lg, hist) == ref.sample(lg, hist), f"step {step}"

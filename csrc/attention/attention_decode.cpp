@@ -13,142 +13,209 @@ namespace pyllong {
 
 namespace {
 
-// One head's slice of a cache row as f32: out (n,), through the row codecs of kernels.h.
-inline void load_row(KVType type, const uint8_t* row, int64_t first, float* out, int64_t n) {
-    if (type == KVType::F16) attn::F16Rows::load(attn::F16Rows::at(row, first), out, n);
-    else attn::Q8Rows::load(attn::Q8Rows::at(row, first), out, n);
+// A whole cache row (all kv heads, kv_dim elements) as f32, through the row codecs of kernels.h.
+inline void load_full_row(KVType type, const uint8_t* row, float* out, int64_t kv_dim) {
+    if (type == KVType::F16) attn::F16Rows::load(row, out, kv_dim);
+    else attn::Q8Rows::load(row, out, kv_dim);
 }
 
-inline float dot(const float* a, const float* b, int64_t n) {
+// sc[i] = q . k_i for n keys k_i = k + i * stride (hd elements each).
+inline void scores_block(const float* q, const float* k, int64_t stride, int64_t hd, int64_t n, float* sc) {
     int64_t i = 0;
-    float s = 0;
 #ifdef PYLLONG_ATTN_AVX2
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    for (; i + 16 <= n; i += 16) {
-        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
+    if (hd % 8 == 0) {
+        // Eight keys at a time: eight 8-lane partial sums, then one transposing reduction
+        // (hadd tree) instead of eight horizontal sums.
+        for (; i + 8 <= n; i += 8) {
+            const float* kb = k + i * stride;
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+            for (int64_t d = 0; d < hd; d += 8) {
+                const __m256 qd = _mm256_loadu_ps(q + d);
+                a0 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(kb + 0 * stride + d), a0);
+                a1 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(kb + 1 * stride + d), a1);
+                a2 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(kb + 2 * stride + d), a2);
+                a3 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(kb + 3 * stride + d), a3);
+                a4 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(kb + 4 * stride + d), a4);
+                a5 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(kb + 5 * stride + d), a5);
+                a6 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(kb + 6 * stride + d), a6);
+                a7 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(kb + 7 * stride + d), a7);
+            }
+            const __m256 t0 = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+            const __m256 t1 = _mm256_hadd_ps(_mm256_hadd_ps(a4, a5), _mm256_hadd_ps(a6, a7));
+            // t0 lanes: [s0 s1 s2 s3 | s0 s1 s2 s3] halves of keys 0-3; t1 the same for keys 4-7.
+            const __m256 lo = _mm256_permute2f128_ps(t0, t1, 0x20), hi = _mm256_permute2f128_ps(t0, t1, 0x31);
+            _mm256_storeu_ps(sc + i, _mm256_add_ps(lo, hi));
+        }
     }
-    for (; i + 8 <= n; i += 8) acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
-    s = attn::hsum(_mm256_add_ps(acc0, acc1));
 #endif
-    for (; i < n; ++i) s += a[i] * b[i];
-    return s;
+    for (; i < n; ++i) {
+        const float* kr = k + i * stride;
+        float s = 0;
+        for (int64_t d = 0; d < hd; ++d) s += q[d] * kr[d];
+        sc[i] = s;
+    }
 }
 
-inline void axpy(float* acc, float w, const float* x, int64_t n) {
-    int64_t i = 0;
 #ifdef PYLLONG_ATTN_AVX2
-    const __m256 wv = _mm256_set1_ps(w);
-    for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(acc + i, _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + i), _mm256_loadu_ps(acc + i)));
+template <int HD8>
+inline void accumulate_avx2(float* a, const float* w, const float* v, int64_t stride, int64_t n) {
+    __m256 acc[HD8];
+    for (int i = 0; i < HD8; ++i) acc[i] = _mm256_loadu_ps(a + 8 * i);
+    for (int64_t j = 0; j < n; ++j) {
+        if (w[j] == 0.0f) continue;
+        const __m256 wv = _mm256_set1_ps(w[j]);
+        const float* vr = v + j * stride;
+        for (int i = 0; i < HD8; ++i) acc[i] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(vr + 8 * i), acc[i]);
+    }
+    for (int i = 0; i < HD8; ++i) _mm256_storeu_ps(a + 8 * i, acc[i]);
+}
 #endif
-    for (; i < n; ++i) acc[i] += w * x[i];
+
+// a (hd,) += sum_j w[j] * v_j for n value rows v_j = v + j * stride.
+inline void accumulate(float* a, const float* w, const float* v, int64_t stride, int64_t hd, int64_t n) {
+#ifdef PYLLONG_ATTN_AVX2
+    switch (hd) {
+        case 64: return accumulate_avx2<8>(a, w, v, stride, n);
+        case 128: return accumulate_avx2<16>(a, w, v, stride, n);
+        case 32: return accumulate_avx2<4>(a, w, v, stride, n);
+        case 96: return accumulate_avx2<12>(a, w, v, stride, n);
+        case 80: return accumulate_avx2<10>(a, w, v, stride, n);
+        default: break;
+    }
+#endif
+    for (int64_t j = 0; j < n; ++j) {
+        if (w[j] == 0.0f) continue;
+        const float* vr = v + j * stride;
+        for (int64_t d = 0; d < hd; ++d) a[d] += w[j] * vr[d];
+    }
+}
+
+// Keys per tile: the tile's key and value rows, as f32, stay in L1/L2 while every query head
+// uses them.
+inline int64_t tile_keys(int64_t kv_dim) {
+    return std::clamp<int64_t>((6144 / std::max<int64_t>(1, kv_dim)) / 8 * 8, 8, 64);
 }
 
 }  // namespace
 
-int64_t attention_decode_splits(int64_t n_pairs, int64_t n_kv, int n_threads) {
+int64_t attention_decode_splits(int64_t n_tok, int64_t n_kv, int n_threads) {
     // About 4 items per thread, so a thread slowed by another process hands work to the others.
-    const int64_t want = (4 * int64_t{n_threads} + n_pairs - 1) / std::max<int64_t>(1, n_pairs);
+    const int64_t want = (4 * int64_t{n_threads} + n_tok - 1) / std::max<int64_t>(1, n_tok);
     return std::clamp<int64_t>(want, 1, std::max<int64_t>(1, n_kv / kMinKeysPerSplit));
 }
 
 void attention_decode(const float* q, const float* q_group, const int32_t* q_pos, int64_t n_tok,
                       const KVCache& cache, int64_t layer, int64_t n_kv, const AttentionParams& p, float* out,
                       ThreadPool& pool, int n_threads) {
-    const int64_t hd = p.head_dim, group = p.n_head / p.n_head_kv;
-    const int64_t n_pairs = n_tok * p.n_head_kv;
+    const int64_t hd = p.head_dim, group = p.n_head / p.n_head_kv, n_head = p.n_head;
+    const int64_t kv_dim = p.n_head_kv * hd, q_dim = n_head * hd;
     const int nth = n_threads <= 0 ? pool.size() : std::min(n_threads, pool.size());
-    const int64_t n_split = attention_decode_splits(n_pairs, n_kv, nth);
+    const int64_t n_split = attention_decode_splits(n_tok, n_kv, nth);
     const int64_t span = (n_kv + n_split - 1) / n_split;  // keys per item
-    const int64_t n_items = n_pairs * n_split;
+    const int64_t n_items = n_tok * n_split;
+    const int64_t tk = tile_keys(kv_dim);
     const int32_t* k_pos = cache.positions();
     const SelfExtend& se = p.self_extend;
     const KVType type = cache.type();
-    // Partial results of each item when the keys are split: per query row of the group,
+    // Partial results of each item (token, key range) when the keys are split: per query head,
     // the running max, the sum of exponentials and the unnormalized output (hd).
-    std::vector<float> part_m, part_l, part_o;  // (n_items, group), (n_items, group), (n_items, group, hd)
+    std::vector<float> part_m, part_l, part_o;  // (n_items, n_head), (n_items, n_head), (n_items, n_head, hd)
     if (n_split > 1) {
-        part_m.resize(static_cast<size_t>(n_items * group));
-        part_l.resize(static_cast<size_t>(n_items * group));
-        part_o.resize(static_cast<size_t>(n_items * group * hd));
+        part_m.resize(static_cast<size_t>(n_items * n_head));
+        part_l.resize(static_cast<size_t>(n_items * n_head));
+        part_o.resize(static_cast<size_t>(n_items * q_dim));
     }
     std::atomic<int64_t> next{0};
     pool.run(nth, [&](int, int) {
-        std::vector<float> scores(static_cast<size_t>(group * span));  // (group, span)
-        std::vector<float> row(static_cast<size_t>(hd));                // (hd,) one key or value row
-        std::vector<float> acc(static_cast<size_t>(group * hd));        // (group, hd)
-        std::vector<float> mx(static_cast<size_t>(group)), sum(static_cast<size_t>(group));
+        // One tile of rows, all kv heads: each cache row is read once for every query head.
+        std::vector<float> kf(static_cast<size_t>(tk * kv_dim)), vf(kf.size());  // (tk, kv_dim)
+        std::vector<float> sc(static_cast<size_t>(n_head * tk)), scg(static_cast<size_t>(tk));  // (n_head, tk), (tk,)
+        std::vector<float> acc(static_cast<size_t>(q_dim));                             // (n_head, hd)
+        std::vector<float> mx(static_cast<size_t>(n_head)), sum(static_cast<size_t>(n_head));
+        std::vector<uint8_t> vis(static_cast<size_t>(tk)), grp(static_cast<size_t>(tk));
         for (int64_t item; (item = next.fetch_add(1, std::memory_order_relaxed)) < n_items;) {
-            const int64_t pair = item / n_split, s = item % n_split;
-            const int64_t t = pair / p.n_head_kv, g = pair % p.n_head_kv, h0 = g * group;
-            const int64_t j0 = s * span, j1 = std::min(n_kv, j0 + span), len = std::max<int64_t>(0, j1 - j0);
-            const float* qh = q + (t * p.n_head + h0) * hd;                                  // (group, hd)
-            const float* qgh = se.enabled() ? q_group + (t * p.n_head + h0) * hd : nullptr;  // (group, hd)
+            const int64_t t = item / n_split, s = item % n_split;
+            const int64_t j0 = s * span, j1 = std::min(n_kv, j0 + span);
+            const float* qt = q + t * q_dim;                                  // (n_head, hd)
+            const float* qgt = se.enabled() ? q_group + t * q_dim : nullptr;  // (n_head, hd)
             const int32_t pq = q_pos[t];
             std::fill(mx.begin(), mx.end(), -INFINITY);
-            for (int64_t jj = 0; jj < len; ++jj) {
-                const int64_t j = j0 + jj;
-                const int32_t pk = k_pos[j];
-                const bool visible = pk <= pq && (p.sliding_window == 0 || pq - pk < p.sliding_window);
-                if (!visible) {
-                    for (int64_t r = 0; r < group; ++r) scores[r * span + jj] = -INFINITY;
-                    continue;
-                }
-                const bool grouped = se.grouped(pq, pk);  // SelfExtend: both sides at group positions
-                load_row(type, grouped ? cache.kg_row(layer, j) : cache.k_row(layer, j), g * hd, row.data(), hd);
-                const float* qs = grouped ? qgh : qh;
-                for (int64_t r = 0; r < group; ++r) {
-                    const float sc = dot(qs + r * hd, row.data(), hd) * p.scale;
-                    scores[r * span + jj] = sc;
-                    mx[r] = std::max(mx[r], sc);
-                }
-            }
-            for (int64_t r = 0; r < group; ++r)
-                sum[r] = mx[r] == -INFINITY ? 0.0f : attn::exp_shifted_sum(scores.data() + r * span, len, mx[r]);
+            std::fill(sum.begin(), sum.end(), 0.0f);
             std::fill(acc.begin(), acc.end(), 0.0f);
-            for (int64_t jj = 0; jj < len; ++jj) {
-                bool any = false;
-                for (int64_t r = 0; r < group; ++r) any |= mx[r] != -INFINITY && scores[r * span + jj] != 0.0f;
-                if (!any) continue;
-                load_row(type, cache.v_row(layer, j0 + jj), g * hd, row.data(), hd);
-                for (int64_t r = 0; r < group; ++r) {
-                    if (mx[r] == -INFINITY) continue;
-                    const float w = scores[r * span + jj];
-                    if (w != 0.0f) axpy(acc.data() + r * hd, w, row.data(), hd);
+            for (int64_t a = j0; a < j1; a += tk) {
+                const int64_t n = std::min(tk, j1 - a);
+                int64_t n_vis = 0, n_grp = 0;
+                for (int64_t jj = 0; jj < n; ++jj) {
+                    const int32_t pk = k_pos[a + jj];
+                    vis[jj] = pk <= pq && (p.sliding_window == 0 || pq - pk < p.sliding_window);
+                    grp[jj] = vis[jj] && se.grouped(pq, pk);  // SelfExtend: both sides at group positions
+                    n_vis += vis[jj];
+                    n_grp += grp[jj];
                 }
+                if (n_vis == 0) continue;  // e.g. outside a sliding window: the rows are not read
+                for (int64_t jj = 0; jj < n; ++jj) {
+                    float* kr = kf.data() + jj * kv_dim;
+                    if (!vis[jj]) std::fill(kr, kr + kv_dim, 0.0f);
+                    else load_full_row(type, grp[jj] ? cache.kg_row(layer, a + jj) : cache.k_row(layer, a + jj), kr, kv_dim);
+                }
+                for (int64_t h = 0; h < n_head; ++h) {
+                    const int64_t g = h / group;
+                    float* sh = sc.data() + h * tk;
+                    // Neighbour keys score against the query at its true position, grouped keys
+                    // against the query at its group position; a tile straddling the window
+                    // edge takes both and picks per key.
+                    if (n_grp < n_vis) scores_block(qt + h * hd, kf.data() + g * hd, kv_dim, hd, n, sh);
+                    if (n_grp > 0) {
+                        float* dst = n_grp == n_vis ? sh : scg.data();
+                        scores_block(qgt + h * hd, kf.data() + g * hd, kv_dim, hd, n, dst);
+                        if (dst != sh)
+                            for (int64_t jj = 0; jj < n; ++jj)
+                                if (grp[jj]) sh[jj] = scg[jj];
+                    }
+                    for (int64_t jj = 0; jj < n; ++jj) sh[jj] = vis[jj] ? sh[jj] * p.scale : -INFINITY;
+                    // Folds the tile into the head's running max / sum / output; sh becomes weights.
+                    if (!attn::online_softmax_step(sh, n, mx[h], sum[h], acc.data() + h * hd, hd))
+                        std::fill(sh, sh + n, 0.0f);
+                }
+                for (int64_t jj = 0; jj < n; ++jj) {
+                    float* vr = vf.data() + jj * kv_dim;
+                    if (!vis[jj]) std::fill(vr, vr + kv_dim, 0.0f);
+                    else load_full_row(type, cache.v_row(layer, a + jj), vr, kv_dim);
+                }
+                for (int64_t h = 0; h < n_head; ++h)
+                    accumulate(acc.data() + h * hd, sc.data() + h * tk, vf.data() + (h / group) * hd, kv_dim, hd, n);
             }
             if (n_split == 1) {  // the whole range: normalize into the output directly
-                float* o = out + (t * p.n_head + h0) * hd;  // (group, hd)
-                for (int64_t r = 0; r < group; ++r) {
-                    const float inv = sum[r] > 0 ? 1.0f / sum[r] : 0.0f;  // nothing visible: zeros
-                    for (int64_t d = 0; d < hd; ++d) o[r * hd + d] = acc[r * hd + d] * inv;
+                float* o = out + t * q_dim;  // (n_head, hd)
+                for (int64_t h = 0; h < n_head; ++h) {
+                    const float inv = sum[h] > 0 ? 1.0f / sum[h] : 0.0f;  // nothing visible: zeros
+                    for (int64_t d = 0; d < hd; ++d) o[h * hd + d] = acc[h * hd + d] * inv;
                 }
             } else {
-                std::copy(mx.begin(), mx.end(), part_m.begin() + item * group);
-                std::copy(sum.begin(), sum.end(), part_l.begin() + item * group);
-                std::copy(acc.begin(), acc.end(), part_o.begin() + item * group * hd);
+                std::copy(mx.begin(), mx.end(), part_m.begin() + item * n_head);
+                std::copy(sum.begin(), sum.end(), part_l.begin() + item * n_head);
+                std::copy(acc.begin(), acc.end(), part_o.begin() + item * q_dim);
             }
         }
     });
     if (n_split == 1) return;
     // Merge the key ranges of each (token, query head): rescale each range to the common max.
-    for (int64_t pair = 0; pair < n_pairs; ++pair) {
-        const int64_t t = pair / p.n_head_kv, g = pair % p.n_head_kv;
-        for (int64_t r = 0; r < group; ++r) {
-            float* o = out + (t * p.n_head + g * group + r) * hd;  // (hd,)
+    for (int64_t t = 0; t < n_tok; ++t) {
+        for (int64_t h = 0; h < n_head; ++h) {
+            float* o = out + t * q_dim + h * hd;  // (hd,)
             float m = -INFINITY;
-            for (int64_t s = 0; s < n_split; ++s) m = std::max(m, part_m[(pair * n_split + s) * group + r]);
+            for (int64_t s = 0; s < n_split; ++s) m = std::max(m, part_m[(t * n_split + s) * n_head + h]);
             std::fill(o, o + hd, 0.0f);
             if (m == -INFINITY) continue;  // nothing visible (not for causal self-attention)
             float den = 0;
             for (int64_t s = 0; s < n_split; ++s) {
-                const int64_t it = pair * n_split + s;
-                const float ms = part_m[it * group + r];
+                const int64_t it = t * n_split + s;
+                const float ms = part_m[it * n_head + h];
                 if (ms == -INFINITY) continue;
                 const float c = std::exp(ms - m);
-                den += c * part_l[it * group + r];
-                axpy(o, c, part_o.data() + (it * group + r) * hd, hd);
+                den += c * part_l[it * n_head + h];
+                const float* po = part_o.data() + it * q_dim + h * hd;
+                for (int64_t d = 0; d < hd; ++d) o[d] += c * po[d];
             }
             const float inv = 1.0f / den;
             for (int64_t d = 0; d < hd; ++d) o[d] *= inv;

@@ -261,15 +261,17 @@ void bind_context(py::module_& m) {
             c.shift(n_keep, n_discard);
         }, py::arg("n_keep"), py::arg("n_discard"));
 
-    m.def("attention_decode_splits", &attention_decode_splits, py::arg("n_pairs"), py::arg("n_kv"),
-          py::arg("n_threads"), "Key ranges per (token, kv head) pair that decode attention splits into.");
+    m.def("attention_decode_splits", &attention_decode_splits, py::arg("n_tok"), py::arg("n_kv"),
+          py::arg("n_threads"), "Key ranges per token that decode attention splits into (each over all kv heads).");
 
     // The production attention step (rotation, cache write, the one attention loop) on
     // caller-given q/k/v, for oracle tests of the attention policies.
     m.def("attention_probe", [](F32Array q, F32Array k, F32Array v, int64_t n_rot,
                                 float freq_base, bool neox, int64_t chunk, py::object self_extend,
-                                const std::string& kv_type, int n_threads, py::object memory, py::object transition) {
+                                const std::string& kv_type, int n_threads, py::object memory, py::object transition,
+                                int64_t sliding_window) {
         const auto [n, H, Hkv, D] = probe_shape(q, k, v, n_rot, chunk);
+        if (sliding_window < 0) throw InvalidArgument("attention_probe: sliding_window must be >= 0");
         chunk = std::min(chunk, n);
         AttentionParams p;
         p.n_head = H;
@@ -277,6 +279,7 @@ void bind_context(py::module_& m) {
         p.head_dim = D;
         p.scale = 1.0f / std::sqrt(static_cast<float>(D));
         p.self_extend = self_extend_arg(self_extend);
+        p.sliding_window = sliding_window;  // 0: full causal attention
         // transition: (alpha, beta, bands, n_layer, layer): the probed layer's place in a model,
         // with the n probed tokens as the prompt.
         Transition tr;
@@ -338,7 +341,7 @@ void bind_context(py::module_& m) {
     }, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("n_rot"), py::arg("freq_base") = 10000.0f,
        py::arg("neox") = false, py::arg("chunk") = 1 << 30, py::arg("self_extend") = py::none(),
        py::arg("kv_type") = "f16", py::arg("n_threads") = 1, py::arg("memory") = py::none(),
-       py::arg("transition") = py::none());
+       py::arg("transition") = py::none(), py::arg("sliding_window") = 0);
 
     // The Attention Transition's row edit (spec steps 1-4) on caller-given probability rows, for
     // the numpy oracle: rows (n_rows, n_keys) of query positions r (n_rows,) in a prompt of N

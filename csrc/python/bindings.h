@@ -47,4 +47,5 @@ void bind_quant(pybind11::module_& m);
 void bind_tokenizer(pybind11::module_& m);
 void bind_state(pybind11::module_& m);
 void bind_cuda(pybind11::module_& m);
+void bind_sampling(pybind11::module_& m);
 }  // namespace pyllong::python

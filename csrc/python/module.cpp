@@ -46,4 +46,5 @@ PYBIND11_MODULE(_core, m) {
     pyllong::python::bind_tokenizer(m);
     pyllong::python::bind_state(m);
     pyllong::python::bind_cuda(m);
+    pyllong::python::bind_sampling(m);
 }
