@@ -1,0 +1,35 @@
+// ModelFile::packed: repacked copies of the weight matrices for the CPU kernels, made once
+// per model and shared by its contexts.
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+#include "model/model_file.h"
+#include "quant/repack.h"
+#include "quant/vec_dot.h"
+
+namespace pyllong {
+
+struct ModelFile::PackCache {
+    std::mutex mu;
+    std::unordered_map<const TensorInfo*, std::vector<uint8_t>> copies;  // empty vector: not packable
+};
+
+std::shared_ptr<ModelFile::PackCache> ModelFile::new_pack_cache() { return std::make_shared<PackCache>(); }
+
+const void* ModelFile::packed(const TensorInfo& t) const {
+    const auto type = static_cast<GGMLType>(t.type);
+    if (!pack_cache_ || !quant::repack_enabled() || !quant::has_packed_layout(type) || t.n_dims > 2 ||
+        !quant::dot_table(quant::default_simd_path()).packed(type))
+        return nullptr;
+    std::lock_guard<std::mutex> lock(pack_cache_->mu);
+    auto [it, fresh] = pack_cache_->copies.try_emplace(&t);
+    if (fresh) {
+        const int64_t n_in = t.ne[0], n_out = t.n_dims > 1 ? t.ne[1] : 1;
+        it->second.resize(quant::packed_bytes(type, n_in, n_out));
+        quant::repack_rows(type, t.data, 0, n_in, n_out, it->second.data());
+    }
+    return it->second.empty() ? nullptr : it->second.data();
+}
+
+}  // namespace pyllong
