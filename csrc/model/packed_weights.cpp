@@ -28,6 +28,10 @@ const void* ModelFile::packed(const TensorInfo& t) const {
         const int64_t n_in = t.ne[0], n_out = t.n_dims > 1 ? t.ne[1] : 1;
         it->second.resize(quant::packed_bytes(type, n_in, n_out));
         quant::repack_rows(type, t.data, 0, n_in, n_out, it->second.data());
+        // The kernels read the copy from now on: the mapped original need not stay resident
+        // (peak memory stays about one model, not two); a later read pages it back in.
+        for (const auto& [info, file] : all_tensors_)
+            if (info == &t) file->drop_pages(t.data, t.nbytes);
     }
     return it->second.empty() ? nullptr : it->second.data();
 }
