@@ -63,6 +63,11 @@ inline __m256i dup16(__m256i sc32) {
 
 // ---- block steps: acc[t] += the 8 rows' dot products with token t over one block ------
 
+// Independent integer partial sums per token in the 32-element formats: with few tokens,
+// one chain of dependent dot instructions per block would limit the loads in flight.
+template <int T>
+constexpr int kSplit = T == 1 ? 4 : T == 2 ? 2 : 1;
+
 // Q4_0: x = d (q - 8). Integer sums of q * a per lane, then d_w * (d_a * sum - 8 * s_a)
 // with s_a = d_a * sum(a) (BlockQ8A::s).
 struct LayoutQ4_0 {
@@ -71,7 +76,7 @@ struct LayoutQ4_0 {
     static constexpr int kBlock = kQK32;
     template <class Isa, int T>
     static void step(const Packed& b, const Act* const* a, __m256* acc) {
-        constexpr int S = T <= 2 ? 2 : 1;  // few tokens: two partial sums per token break the dependency chain
+        constexpr int S = kSplit<T>;
         const __m256i m4 = _mm256_set1_epi8(0x0F);
         __m256i is[T][S];
         for (int t = 0; t < T; ++t)
@@ -80,14 +85,14 @@ struct LayoutQ4_0 {
             const __m256i v = ld(b.qs + 32 * c);
             const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
             for (int t = 0; t < T; ++t) {
-                is[t][0] = Isa::dot(is[t][0], lo, bcast4(a[t]->qs + 4 * c));            // elements 4c..4c+3
-                is[t][S - 1] = Isa::dot(is[t][S - 1], hi, bcast4(a[t]->qs + 16 + 4 * c));  // 16+4c..
+                is[t][(2 * c) % S] = Isa::dot(is[t][(2 * c) % S], lo, bcast4(a[t]->qs + 4 * c));  // elements 4c..4c+3
+                is[t][(2 * c + 1) % S] = Isa::dot(is[t][(2 * c + 1) % S], hi, bcast4(a[t]->qs + 16 + 4 * c));  // 16+4c..
             }
         }
         const __m256 dw = scales8(b.d);
         for (int t = 0; t < T; ++t) {
             __m256i s = is[t][0];
-            if constexpr (S == 2) s = _mm256_add_epi32(s, is[t][1]);
+            for (int k = 1; k < S; ++k) s = _mm256_add_epi32(s, is[t][k]);
             const __m256 f = _mm256_fmsub_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(a[t]->d), _mm256_set1_ps(8.0f * a[t]->s));
             acc[t] = _mm256_fmadd_ps(dw, f, acc[t]);
         }
@@ -102,7 +107,7 @@ struct LayoutQ8_0 {
     static constexpr int kBlock = kQK32;
     template <class Isa, int T>
     static void step(const Packed& b, const Act* const* a, __m256* acc) {
-        constexpr int S = T <= 2 ? 2 : 1;
+        constexpr int S = kSplit<T>;
         __m256i is[T][S];
         for (int t = 0; t < T; ++t)
             for (int s = 0; s < S; ++s) is[t][s] = _mm256_setzero_si256();
@@ -120,7 +125,7 @@ struct LayoutQ8_0 {
         const __m256 dw = scales8(b.d);
         for (int t = 0; t < T; ++t) {
             __m256i s = is[t][0];
-            if constexpr (S == 2) s = _mm256_add_epi32(s, is[t][1]);
+            for (int k = 1; k < S; ++k) s = _mm256_add_epi32(s, is[t][k]);
             __m256 f;
             if constexpr (Isa::kVnni)
                 f = _mm256_fmsub_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(a[t]->d), _mm256_set1_ps(128.0f * a[t]->s));
