@@ -4,6 +4,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/page_buffer.h"
 #include "model/model_file.h"
 #include "quant/repack.h"
 #include "quant/vec_dot.h"
@@ -12,7 +13,7 @@ namespace pyllong {
 
 struct ModelFile::PackCache {
     std::mutex mu;
-    std::unordered_map<const TensorInfo*, std::vector<uint8_t>> copies;  // empty vector: not packable
+    std::unordered_map<const TensorInfo*, PageBuffer> copies;
 };
 
 std::shared_ptr<ModelFile::PackCache> ModelFile::new_pack_cache() { return std::make_shared<PackCache>(); }
@@ -26,7 +27,7 @@ const void* ModelFile::packed(const TensorInfo& t) const {
     auto [it, fresh] = pack_cache_->copies.try_emplace(&t);
     if (fresh) {
         const int64_t n_in = t.ne[0], n_out = t.n_dims > 1 ? t.ne[1] : 1;
-        it->second.resize(quant::packed_bytes(type, n_in, n_out));
+        it->second = PageBuffer(quant::packed_bytes(type, n_in, n_out));
         quant::repack_rows(type, t.data, 0, n_in, n_out, it->second.data());
         // The kernels read the copy from now on: the mapped original need not stay resident
         // (peak memory stays about one model, not two); a later read pages it back in.

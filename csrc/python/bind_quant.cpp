@@ -11,6 +11,7 @@
 
 #include "core/error.h"
 #include "python/bindings.h"
+#include "core/page_buffer.h"
 #include "core/thread_pool.h"
 #include "ops/matmul.h"
 #include "quant/activation.h"
@@ -67,11 +68,11 @@ quant::SimdPath path_or_default(const std::optional<std::string>& simd) {
 
 // The repacked copy of w (quant/repack.h) when the path has kernels for it and repack asks
 // for it (None: as a model load does, PYLLONG_REPACK permitting); empty otherwise.
-std::vector<uint8_t> maybe_repack(GGMLType t, const uint8_t* w, int64_t n_out, int64_t n_in, quant::SimdPath path,
+PageBuffer maybe_repack(GGMLType t, const uint8_t* w, int64_t n_out, int64_t n_in, quant::SimdPath path,
                                   std::optional<bool> repack) {
     const bool want = repack ? *repack : quant::repack_enabled();
     if (!want || !quant::dot_table(path).packed(t)) return {};
-    std::vector<uint8_t> out(quant::packed_bytes(t, n_in, n_out));
+    PageBuffer out(quant::packed_bytes(t, n_in, n_out));
     quant::repack_rows(t, w, 0, n_in, n_out, out.data());
     return out;
 }
@@ -104,7 +105,7 @@ py::array_t<float> matmul(const std::string& type_name, const U8Array& w_raw, in
     const int64_t n_tok = x.ndim() == 2 ? x.shape(0) : 1;
     const quant::SimdPath path = path_or_default(simd);
     py::array_t<float> y = x.ndim() == 2 ? py::array_t<float>({n_tok, n_out}) : py::array_t<float>(n_out);
-    const std::vector<uint8_t> packed = maybe_repack(t, w_raw.data(), n_out, n_in, path, repack);
+    const PageBuffer packed = maybe_repack(t, w_raw.data(), n_out, n_in, path, repack);
     const QTensorView W{t, w_raw.data(), n_in, n_out, rb, packed.empty() ? nullptr : packed.data()};
     const float* xp = x.data();
     float* yp = y.mutable_data();
@@ -134,7 +135,7 @@ double matmul_timed(const std::string& type_name, const std::vector<U8Array>& ws
     const quant::SimdPath path = path_or_default(simd);
     std::vector<float> y(static_cast<size_t>(n_tok * n_out));  // (n_tok, n_out)
     std::vector<double> times;
-    std::vector<std::vector<uint8_t>> packed;  // one repacked copy per weight copy (or none)
+    std::vector<PageBuffer> packed;  // one repacked copy per weight copy (or none)
     for (const auto& w : ws) packed.push_back(maybe_repack(t, w.data(), n_out, n_in, path, repack));
     py::gil_scoped_release nogil;
     for (int r = -1; r < reps; ++r) {  // r = -1: warm-up
