@@ -1,6 +1,8 @@
 // ModelFile::packed: repacked copies of the weight matrices for the CPU kernels, made once
 // per model and shared by its contexts.
+#include <algorithm>
 #include <mutex>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -28,7 +30,17 @@ const void* ModelFile::packed(const TensorInfo& t) const {
     if (fresh) {
         const int64_t n_in = t.ne[0], n_out = t.n_dims > 1 ? t.ne[1] : 1;
         it->second = PageBuffer(quant::packed_bytes(type, n_in, n_out));
-        quant::repack_rows(type, t.data, 0, n_in, n_out, it->second.data());
+        // Split over the cores: a 1B model's copy takes seconds on one (mostly first-touch
+        // page zeroing and the byte shuffle, both memory-bound per core).
+        const int64_t n_groups = (n_out + quant::kPackRows - 1) / quant::kPackRows;
+        const int nth = static_cast<int>(std::clamp<int64_t>(
+            std::min<int64_t>(std::thread::hardware_concurrency(), n_groups / 64), 1, 8));
+        const int64_t per = (n_groups + nth - 1) / nth;
+        std::vector<std::thread> workers;
+        for (int i = 1; i < nth; ++i)
+            workers.emplace_back([&, i] { quant::repack_rows(type, t.data, 0, n_in, n_out, it->second.data(), i * per, (i + 1) * per); });
+        quant::repack_rows(type, t.data, 0, n_in, n_out, it->second.data(), 0, per);
+        for (auto& w : workers) w.join();
         // The kernels read the copy from now on: the mapped original need not stay resident
         // (peak memory stays about one model, not two); a later read pages it back in.
         for (const auto& [info, file] : all_tensors_)
