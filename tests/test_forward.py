@@ -70,11 +70,14 @@ def native_quantize(values, qtype):
 
 
 @pytest.mark.parametrize("qtype", ["Q4_K", "Q6_K", "Q4_0", "Q8_0"])
-@pytest.mark.parametrize("repack", ["1", "0"])
-def test_repacked_weights_match_reference(qtype, repack, monkeypatch):
-    """The formats repacked at load for the x86 kernels (quant/repack.h), and the same with
-    PYLLONG_REPACK=0 (the file's rows): prefill (GEMM, 16-token chunks) and decode (GEMV)
-    against the reference. A subprocess reads the variable (it is read once per process)."""
+@pytest.mark.parametrize("repack,simd", [("1", None), ("1", "avx2"), ("0", None)])
+def test_repacked_weights_match_reference(qtype, repack, simd):
+    """The formats repacked at load for the x86 kernels (quant/repack.h), on the default path
+    and on AVX2 (CPUs without VNNI), and the same with PYLLONG_REPACK=0 (the file's rows):
+    prefill (GEMM, 16-token chunks) and decode (GEMV) against the reference. A subprocess
+    reads the variables (they are read once per process)."""
+    if simd and simd not in _core.simd_paths():
+        pytest.skip(f"{simd} not supported here")
     import subprocess, sys, json
     over = {"qtype": qtype}
     if qtype.endswith("_K"):
@@ -95,6 +98,8 @@ def test_repacked_weights_match_reference(qtype, repack, monkeypatch):
     with tempfile.TemporaryDirectory() as d:
         out = os.path.join(d, "y.npy")
         env = dict(os.environ, PYLLONG_REPACK=repack)
+        if simd:
+            env["PYLLONG_SIMD"] = simd
         r = subprocess.run([sys.executable, "-c", code, path, json.dumps(toks), out], env=env,
                            capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
