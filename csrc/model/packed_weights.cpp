@@ -41,10 +41,12 @@ const void* ModelFile::packed(const TensorInfo& t) const {
             workers.emplace_back([&, i] { quant::repack_rows(type, t.data, 0, n_in, n_out, it->second.data(), i * per, (i + 1) * per); });
         quant::repack_rows(type, t.data, 0, n_in, n_out, it->second.data(), 0, per);
         for (auto& w : workers) w.join();
-        // The kernels read the copy from now on: the mapped original need not stay resident
-        // (peak memory stays about one model, not two); a later read pages it back in.
-        for (const auto& [info, file] : all_tensors_)
-            if (info == &t) file->drop_pages(t.data, t.nbytes);
+        // Where decode (one token) reads the copy too, the mapped original need not stay
+        // resident (peak memory stays about one model, not two); a later read pages it back
+        // in. Types whose GEMV keeps the rows kernel (Q6_K) keep their pages.
+        if (quant::dot_table(quant::default_simd_path()).packed_for(type, 1))
+            for (const auto& [info, file] : all_tensors_)
+                if (info == &t) file->drop_pages(t.data, t.nbytes);
     }
     return it->second.empty() ? nullptr : it->second.data();
 }
