@@ -76,8 +76,12 @@ void pack_block<BlockQ6_K, BlockQ6_Kx8>(const uint8_t* const* rows, int64_t i, B
         out.d[r] = blk ? blk->d : 0;
         for (int j = 0; j < 16; ++j) out.sc[j][r] = blk ? blk->scales[j] : 0;
     }
-    interleave_words(b, offsetof(BlockQ6_K, ql), sizeof(out.ql) / kPackRows, out.ql);
-    interleave_words(b, offsetof(BlockQ6_K, qh), sizeof(out.qh) / kPackRows, out.qh);
+    for (int h = 0; h < 2; ++h)
+        for (int c = 0; c < 8; ++c) {
+            interleave_words(b, offsetof(BlockQ6_K, ql) + 4 * (16 * h + c), 4, out.w[8 * h + c][0]);
+            interleave_words(b, offsetof(BlockQ6_K, ql) + 4 * (16 * h + 8 + c), 4, out.w[8 * h + c][1]);
+            interleave_words(b, offsetof(BlockQ6_K, qh) + 4 * (8 * h + c), 4, out.w[8 * h + c][2]);
+        }
 }
 
 template <class Src, class Dst>

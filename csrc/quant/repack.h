@@ -35,13 +35,15 @@ struct BlockQ4_Kx8 {
     uint8_t m2[4][kPackRows][2];
     uint8_t qs[kPackRows * kQKK / 2];
 };
-// Q6_K x 8 rows: ql and qh interleaved in 4-byte words like qs; sc[j][r] the int8 scale of
-// sub-block j (of 16) of row r.
+// Q6_K x 8 rows: sc[j][r] the int8 scale of sub-block j (of 16) of row r; the quant words
+// in the order the kernels read them: w[8h + c] = {ql word 16h + c, ql word 16h + 8 + c,
+// qh word 8h + c} (h < 2, c < 8), each interleaved over the 8 rows like qs (a triple holds
+// the levels of elements 128h + 32k + 4c .. + 4, k < 4). Reading ql and qh in file order
+// jumped back and forth inside the block and the GEMV stalled on its loads.
 struct BlockQ6_Kx8 {
     uint16_t d[kPackRows];
     int8_t sc[16][kPackRows];
-    uint8_t ql[kPackRows * kQKK / 2];
-    uint8_t qh[kPackRows * kQKK / 4];
+    uint8_t w[16][3][4 * kPackRows];
 };
 
 static_assert(sizeof(BlockQ4_0x8) == 8 * sizeof(BlockQ4_0) && sizeof(BlockQ8_0x8) == 8 * sizeof(BlockQ8_0),

@@ -210,8 +210,8 @@ struct LayoutQ6_K {
     template <int K>
     static inline __attribute__((always_inline)) __m256i levels(const Packed& b, int h, int c) {
         const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3);
-        const __m256i l4 = ld(b.ql + 32 * (16 * h + 8 * (K & 1) + c));
-        const __m256i hb = ld(b.qh + 32 * (8 * h + c));
+        const __m256i l4 = ld(b.w[8 * h + c][K & 1]);
+        const __m256i hb = ld(b.w[8 * h + c][2]);
         const __m256i lo = (K & 2) ? _mm256_and_si256(_mm256_srli_epi16(l4, 4), m4) : _mm256_and_si256(l4, m4);
         const __m256i hi = _mm256_and_si256(K ? _mm256_srli_epi16(hb, 2 * K) : hb, m2);
         return _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4));
@@ -242,15 +242,68 @@ struct LayoutQ6_K {
             }
         }
     }
+    // Few tokens (GEMV): each ql/ql/qh word triple is loaded once and gives the levels of
+    // four sub-blocks (8h + 2K + half, K < 4), accumulated separately: about half the
+    // operations of sub_blocks, which re-derives the levels per sub-block (fine when a
+    // token tile amortizes it, and it needs 4x fewer accumulators).
+    template <class Isa, int T>
+    static inline __attribute__((always_inline)) void shared_words(const Packed& b, const Act* const* a, int h,
+                                                                   int half, __m256i* tot) {
+        const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
+        const __m256i sc0 = s8x8(b.sc[8 * h + half]), sc1 = s8x8(b.sc[8 * h + 2 + half]);
+        const __m256i sc2 = s8x8(b.sc[8 * h + 4 + half]), sc3 = s8x8(b.sc[8 * h + 6 + half]);
+        __m256i s0[T], s1[T], s2[T], s3[T];
+        for (int t = 0; t < T; ++t) s0[t] = s1[t] = s2[t] = s3[t] = _mm256_setzero_si256();
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; ++c) {
+            const int cc = 4 * half + c;
+            const __m256i A = ld(b.w[8 * h + cc][0]), B = ld(b.w[8 * h + cc][1]), H = ld(b.w[8 * h + cc][2]);
+            const __m256i q0 = _mm256_or_si256(_mm256_and_si256(A, m4), _mm256_and_si256(_mm256_slli_epi16(H, 4), m30));
+            const __m256i q1 = _mm256_or_si256(_mm256_and_si256(B, m4), _mm256_and_si256(_mm256_slli_epi16(H, 2), m30));
+            const __m256i q2 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(A, 4), m4), _mm256_and_si256(H, m30));
+            const __m256i q3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(B, 4), m4),
+                                               _mm256_and_si256(_mm256_srli_epi16(H, 2), m30));
+            for (int t = 0; t < T; ++t) {
+                const int8_t* ap = a[t]->qs + 128 * h + 16 * half + 4 * c;
+                if constexpr (Isa::kVnni) {
+                    s0[t] = Isa::dot(s0[t], q0, bcast4(ap));
+                    s1[t] = Isa::dot(s1[t], q1, bcast4(ap + 32));
+                    s2[t] = Isa::dot(s2[t], q2, bcast4(ap + 64));
+                    s3[t] = Isa::dot(s3[t], q3, bcast4(ap + 96));
+                } else {
+                    s0[t] = Isa::dot_scaled(s0[t], q0, bcast4(ap), dup16(sc0));
+                    s1[t] = Isa::dot_scaled(s1[t], q1, bcast4(ap + 32), dup16(sc1));
+                    s2[t] = Isa::dot_scaled(s2[t], q2, bcast4(ap + 64), dup16(sc2));
+                    s3[t] = Isa::dot_scaled(s3[t], q3, bcast4(ap + 96), dup16(sc3));
+                }
+            }
+        }
+        for (int t = 0; t < T; ++t) {
+            if constexpr (Isa::kVnni) {
+                const __m256i p = _mm256_add_epi32(_mm256_mullo_epi32(s0[t], sc0), _mm256_mullo_epi32(s1[t], sc1));
+                const __m256i q = _mm256_add_epi32(_mm256_mullo_epi32(s2[t], sc2), _mm256_mullo_epi32(s3[t], sc3));
+                tot[t] = _mm256_add_epi32(tot[t], _mm256_add_epi32(p, q));
+            } else {
+                tot[t] = _mm256_add_epi32(tot[t], _mm256_add_epi32(_mm256_add_epi32(s0[t], s1[t]), _mm256_add_epi32(s2[t], s3[t])));
+            }
+        }
+    }
     template <class Isa, int T>
     static void step(const Packed& b, const Act* const* a, __m256* acc) {
         __m256i tot[T];
         for (int t = 0; t < T; ++t) tot[t] = _mm256_setzero_si256();
-        for (int h = 0; h < 2; ++h) {
-            sub_blocks<Isa, T, 0>(b, a, h, tot);
-            sub_blocks<Isa, T, 1>(b, a, h, tot);
-            sub_blocks<Isa, T, 2>(b, a, h, tot);
-            sub_blocks<Isa, T, 3>(b, a, h, tot);
+        if constexpr (T <= 2) {
+            for (int h = 0; h < 2; ++h) {
+                shared_words<Isa, T>(b, a, h, 0, tot);
+                shared_words<Isa, T>(b, a, h, 1, tot);
+            }
+        } else {
+            for (int h = 0; h < 2; ++h) {
+                sub_blocks<Isa, T, 0>(b, a, h, tot);
+                sub_blocks<Isa, T, 1>(b, a, h, tot);
+                sub_blocks<Isa, T, 2>(b, a, h, tot);
+                sub_blocks<Isa, T, 3>(b, a, h, tot);
+            }
         }
         // lane r: (sc_2p, sc_2p+1) of row r as signed 16-bit pairs
         __m256i sp[8];
@@ -335,9 +388,7 @@ void fill_packed(DotTable& t) {
     t.set_packed(GGMLType::Q4_0, packed_gemm<Isa, LayoutQ4_0>);
     t.set_packed(GGMLType::Q8_0, packed_gemm<Isa, LayoutQ8_0>);
     t.set_packed(GGMLType::Q4_K, packed_gemm<Isa, LayoutQ4_K>);
-    // Q6_K levels take ~7 operations per 32 bytes to assemble from ql/qh: amortized over a
-    // token tile they win, for decode (1-2 tokens) the rows kernel is faster (BENCHMARKS.md).
-    t.set_packed(GGMLType::Q6_K, packed_gemm<Isa, LayoutQ6_K>, 4);
+    t.set_packed(GGMLType::Q6_K, packed_gemm<Isa, LayoutQ6_K>);
 }
 
 }  // namespace
