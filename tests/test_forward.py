@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import pyllong
+import pyllong.quant
 from pyllong import _core
 from pyllong.models import synthetic as syn
 from reference.forward import reference_logits
@@ -60,6 +61,51 @@ def test_quantized_weights_match_reference(qtype, tol):
     ref = reference_logits(path, toks)
     got = _core.Context(_core.ModelFile(path), n_ctx=64, n_threads=2, n_batch=16).eval(toks, True)
     assert _rel_err(got, ref) < tol
+
+
+def native_quantize(values, qtype):
+    """K-quants for the synthetic builder, by pyllong's quantizer (the dequantizer is gguf's)."""
+    return pyllong.quant.quantize(values.reshape(values.shape[0], -1) if values.ndim > 1 else values[None],
+                                  qtype.name).reshape(values.shape[0] if values.ndim > 1 else 1, -1)
+
+
+@pytest.mark.parametrize("qtype", ["Q4_K", "Q6_K", "Q4_0", "Q8_0"])
+@pytest.mark.parametrize("repack,simd", [("1", None), ("1", "avx2"), ("0", None)])
+def test_repacked_weights_match_reference(qtype, repack, simd):
+    """The formats repacked at load for the x86 kernels (quant/repack.h), on the default path
+    and on AVX2 (CPUs without VNNI), and the same with PYLLONG_REPACK=0 (the file's rows):
+    prefill (GEMM, 16-token chunks) and decode (GEMV) against the reference. A subprocess
+    reads the variables (they are read once per process)."""
+    if simd and simd not in _core.simd_paths():
+        pytest.skip(f"{simd} not supported here")
+    import subprocess, sys, json
+    over = {"qtype": qtype}
+    if qtype.endswith("_K"):
+        over["quantize_fn"] = native_quantize
+    path = syn.cached_model(**syn.preset_params("tiny-llama-k", **over))
+    toks = np.random.default_rng(2).integers(0, _core.ModelFile(path).hparams["n_vocab"], 24).tolist()
+    ref = reference_logits(path, toks)
+    code = (
+        "import json, sys, numpy as np\n"
+        "from pyllong import _core\n"
+        "path, toks = sys.argv[1], json.loads(sys.argv[2])\n"
+        "ctx = _core.Context(_core.ModelFile(path), n_ctx=64, n_threads=2, n_batch=16)\n"
+        "a = ctx.eval(toks, True)\n"
+        "ctx = _core.Context(_core.ModelFile(path), n_ctx=64, n_threads=2, n_batch=16)\n"
+        "b = np.concatenate([ctx.eval(toks[:5], True)] + [ctx.eval([t], False) for t in toks[5:]])\n"
+        "np.save(sys.argv[3], np.stack([a, b]))\n")
+    import tempfile, os
+    with tempfile.TemporaryDirectory() as d:
+        out = os.path.join(d, "y.npy")
+        env = dict(os.environ, PYLLONG_REPACK=repack)
+        if simd:
+            env["PYLLONG_SIMD"] = simd
+        r = subprocess.run([sys.executable, "-c", code, path, json.dumps(toks), out], env=env,
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        got = np.load(out)
+    for g in got:  # 8-bit activations: the tolerance of test_quantized_weights_match_reference
+        assert _rel_err(g, ref) < 0.05
 
 
 def test_context_shift_equals_reference_at_shifted_positions():

@@ -57,6 +57,75 @@ def test_matmul_matches_float64_oracle(path, name, kind):
         assert (err <= bound + 1e-30).all(), f"max err/bound {np.max(err / (bound + 1e-30)):.3g}"
 
 
+# ---- the row-interleaved (repacked) layout of quant/repack.h -------------------------
+# Paths with kernels over it and the types they cover ([] on a CPU without AVX2: the
+# tests below then have nothing to run).
+PACKED = [(p, t) for p in PATHS for t in _core.packed_types(p)]
+# Offset subtracted in float by the packed kernels (Q4_0: levels q in [0, 16) with x = d (q - 8);
+# Q8_0 on the VNNI path: q + 128 as unsigned bytes): d_w (d_a sum(q a) - off s_a).
+PACKED_OFFSET = {"Q4_0": 8, "Q8_0": 128}
+
+
+def packed_bound(name, raw, n_out, n_in, xa, base_bound):
+    """The oracle's bound plus, for the formats whose packed kernels subtract an offset in
+    float, the rounding of the two terms: each is at most off * |d_w| * sum|a| + |w a| per
+    block, rounded a few times (4 eps)."""
+    off = PACKED_OFFSET.get(name)
+    if off is None:
+        return base_bound
+    bs, ts = geometry(name)
+    d = np.abs(np.ascontiguousarray(raw).reshape(-1, ts)[:, :2].copy().view(np.float16).astype(np.float64))
+    d_el = np.repeat(d.reshape(n_out, n_in // bs), bs, axis=1)  # (n_out, n_in): each element's block scale
+    return base_bound + 4 * EPS32 * (2 * off * np.abs(xa) @ d_el.T)
+
+
+@pytest.mark.parametrize("path,name", PACKED)
+@pytest.mark.parametrize("kind", ["quantized", "raw"])
+def test_packed_matmul_matches_float64_oracle(path, name, kind):
+    """Row counts around the 8-row groups (the last group padded), one and several blocks
+    per row, 1..33 tokens (every token-tile remainder of the kernels: 8, 4, 2, 1), on 1 and
+    2 threads; against gguf's dequantization, independently of the rows kernels."""
+    rng = np.random.default_rng(seed_of("packed", path, name, kind))
+    bs = geometry(name)[0]
+    pool = _core.ThreadPool(2)
+    for n_out in (1, 7, 8, 13, 37):
+        for n_in in (bs, 3 * bs):
+            raw = make_weights(name, n_out, n_in, rng, kind)
+            wd = gguf_dequantize(name, raw, n_out * n_in).reshape(n_out, n_in).astype(np.float64)
+            for n_tok in (1, 2, 3, 5, 8, 15, 33):
+                x = rng.standard_normal((n_tok, n_in)).astype(np.float32)
+                x[0, :32] *= 100  # a block of large activations
+                xa = np.stack([_core.quantize_activation(name, row) for row in x]).astype(np.float64)
+                ref = xa @ wd.T
+                bound = packed_bound(name, raw, n_out, n_in, xa,
+                                     (n_in // bs + 4) * EPS32 * (np.abs(xa) @ np.abs(wd).T))
+                for nt in (1, 2):
+                    y = _core.matmul(name, raw, n_out, n_in, x, n_threads=nt, simd=path, pool=pool, repack=True)
+                    err = np.abs(y - ref)
+                    assert (err <= bound + 1e-30).all(), \
+                        f"{n_out}x{n_in} n_tok={n_tok} threads={nt}: max err/bound {np.max(err / (bound + 1e-30)):.3g}"
+
+
+@pytest.mark.parametrize("path,name", PACKED)
+def test_packed_and_rows_layouts_agree(path, name):
+    """A model-sized shape (several 8-row groups per work item, 2 threads) through both
+    layouts: within the sum of their bounds of each other."""
+    rng = np.random.default_rng(seed_of("layouts", path, name))
+    n_out, n_in = 203, 2048
+    raw = make_weights(name, n_out, n_in, rng, "quantized")
+    x = rng.standard_normal((9, n_in)).astype(np.float32)
+    _, bound = oracle(name, raw, n_out, n_in, x)
+    yr = _core.matmul(name, raw, n_out, n_in, x, n_threads=2, simd=path, repack=False)
+    yp = _core.matmul(name, raw, n_out, n_in, x, n_threads=2, simd=path, repack=True)
+    assert np.abs(yr - yp).max() <= 8 * bound.max()
+
+
+def test_packed_types_only_where_kernels_exist():
+    assert _core.packed_types("scalar") == []
+    for p in PATHS:
+        assert set(_core.packed_types(p)) <= {"Q4_0", "Q8_0", "Q4_K", "Q6_K"}
+
+
 @pytest.mark.parametrize("path", [p for p in PATHS if p != "scalar"])
 @pytest.mark.parametrize("name", ALL_TYPES)
 def test_simd_path_matches_scalar(path, name):

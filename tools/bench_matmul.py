@@ -26,13 +26,16 @@ def main():
     ap.add_argument("--repeat", type=int, default=1,
                     help="report the best of this many medians (other processes on a shared machine "
                          "only ever slow a run down)")
+    ap.add_argument("--layouts", default="rows,packed",
+                    help="rows: the ggml rows as stored; packed: the row-interleaved copy made at model load "
+                         "(quant/repack.h), where the path has kernels for the type (else skipped)")
     ap.add_argument("--gemm-tokens", type=int, default=64, help="batch size of the GEMM measurement (0: skip)")
     args = ap.parse_args()
     rng = np.random.default_rng(0)
     pool = _core.ThreadPool(args.threads)
     print(f"threads={args.threads}  cold-mb={args.cold_mb:g}  gemm-tokens={args.gemm_tokens}  repeat={args.repeat}  "
           f"paths available: {', '.join(_core.simd_paths())}")
-    print(f"{'type':6} {'path':11} {'shape':>11} {'GEMV us':>9} {'GEMV GB/s':>10} {'GEMM GFLOP/s':>13}")
+    print(f"{'type':6} {'path':11} {'layout':7} {'shape':>11} {'GEMV us':>9} {'GEMV GB/s':>10} {'GEMM GFLOP/s':>13}")
     for name in args.types.split(","):
         for n_out, n_in in SHAPES:
             if n_in % _core.block_elems(name):
@@ -43,15 +46,20 @@ def main():
             x1 = rng.standard_normal(n_in).astype(np.float32)
             xb = rng.standard_normal((max(args.gemm_tokens, 1), n_in)).astype(np.float32)
             for path in args.paths.split(","):
+              for layout in args.layouts.split(","):
+                if layout == "packed" and name not in _core.packed_types(path):
+                    continue
+                rp = layout == "packed"
                 reps = max(50, 2 * n_copies)
-                t = min(_core.matmul_timed(name, ws, n_out, n_in, x1, args.threads, path, pool, reps)
+                t = min(_core.matmul_timed(name, ws, n_out, n_in, x1, args.threads, path, pool, reps, repack=rp)
                         for _ in range(args.repeat))
                 gemm = ""
                 if args.gemm_tokens:
-                    tb = min(_core.matmul_timed(name, [w], n_out, n_in, xb, args.threads, path, pool, 5)
+                    tb = min(_core.matmul_timed(name, [w], n_out, n_in, xb, args.threads, path, pool, 5, repack=rp)
                              for _ in range(args.repeat))
                     gemm = f"{2 * n_out * n_in * args.gemm_tokens / tb / 1e9:13.1f}"
-                print(f"{name:6} {path:11} {n_out:>5}x{n_in:<5} {t * 1e6:9.1f} {w.nbytes / t / 1e9:10.2f} {gemm}")
+                print(f"{name:6} {path:11} {layout:7} {n_out:>5}x{n_in:<5} {t * 1e6:9.1f} {w.nbytes / t / 1e9:10.2f} {gemm}",
+                      flush=True)
 
 
 if __name__ == "__main__":

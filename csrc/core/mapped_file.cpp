@@ -44,4 +44,14 @@ MappedFile::~MappedFile() {
     if (map_) ::munmap(map_, map_size_);
 }
 
+void MappedFile::drop_pages(const uint8_t* p, size_t n) const {
+    if (!map_ || n == 0) return;
+    const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+    const auto lo = (reinterpret_cast<uintptr_t>(p) + page - 1) / page * page;
+    const auto hi = (reinterpret_cast<uintptr_t>(p) + n) / page * page;
+    const auto base = reinterpret_cast<uintptr_t>(map_);
+    if (lo >= hi || lo < base || hi > base + map_size_) return;
+    ::madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);  // read-only shared file pages: reread on access
+}
+
 }  // namespace pyllong

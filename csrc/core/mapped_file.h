@@ -14,6 +14,9 @@ public:
     virtual ~Bytes() = default;
     const uint8_t* data() const { return data_; }
     size_t size() const { return size_; }
+    // The whole pages inside [p, p + n) may leave memory: a later read faults them back in
+    // from the file. No-op for owned bytes (they have no file behind them).
+    virtual void drop_pages(const uint8_t* p, size_t n) const {}
 
 protected:
     const uint8_t* data_ = nullptr;
@@ -25,6 +28,7 @@ class MappedFile final : public Bytes {
 public:
     explicit MappedFile(const std::string& path);
     ~MappedFile() override;
+    void drop_pages(const uint8_t* p, size_t n) const override;
     MappedFile(const MappedFile&) = delete;
     MappedFile& operator=(const MappedFile&) = delete;
 

@@ -71,6 +71,8 @@ public:
     size_t alignment() const { return alignment_; }
     size_t data_offset() const { return data_offset_; }
     size_t file_size() const { return bytes_->size(); }
+    // Lets the pages of [p, p + n) (inside this file's data) leave memory until read again.
+    void drop_pages(const uint8_t* p, size_t n) const { bytes_->drop_pages(p, n); }
     const std::vector<GGUFKV>& kvs() const { return kvs_; }
     const std::vector<TensorInfo>& tensors() const { return tensors_; }
 

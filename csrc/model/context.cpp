@@ -64,7 +64,7 @@ static int64_t gpu_layer_count(const ContextParams& p, const HParams& hp) {
 }
 
 Context::Context(std::shared_ptr<const ModelFile> model, const ContextParams& params)
-    : model_(std::move(model)), hp_(model_->hparams()), w_(load_weights(*model_)),
+    : model_(std::move(model)), hp_(model_->hparams()), w_(load_weights(*model_, gpu_layer_count(params, model_->hparams()))),
       params_(validated(params, hp_)), n_gpu_(gpu_layer_count(params_, hp_)),
       cache_(hp_.n_layer - n_gpu_, params_.n_ctx, hp_.n_head_kv * hp_.head_dim, params_.kv_type, params_.self_extend.enabled()),
       pool_(default_threads(params_.n_threads)) {

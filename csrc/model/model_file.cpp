@@ -54,6 +54,7 @@ std::shared_ptr<ModelFile> ModelFile::open(const std::string& path, const ModelF
     auto first = GGUFFile::open(path);
     const SplitInfo split = read_split(*first);
     std::shared_ptr<ModelFile> m(new ModelFile());
+    m->pack_cache_ = new_pack_cache();
     m->shards_.push_back(first);
     if (split.count > 1) {
         if (split.no != 0)
@@ -89,6 +90,7 @@ std::shared_ptr<ModelFile> ModelFile::from_gguf(std::shared_ptr<GGUFFile> f, con
     if (split.count > 1)
         throw GGUFError(f->path() + ": a split model (" + std::to_string(split.count) + " shards) must be opened from disk");
     std::shared_ptr<ModelFile> m(new ModelFile());
+    m->pack_cache_ = new_pack_cache();
     m->shards_.push_back(std::move(f));
     m->validate(opt);
     return m;

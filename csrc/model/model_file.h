@@ -33,7 +33,16 @@ public:
     int64_t n_params() const;
     const std::vector<std::string>& warnings() const { return warnings_; }
 
+    // The matrix t repacked for the CPU kernels (quant/repack.h), or nullptr when no layout
+    // or kernel exists for its type on the default SIMD path, or PYLLONG_REPACK=0. Made on
+    // the first request (thread-safe), then shared by every context of the model; the
+    // mapped original stays valid (embedding rows, other paths, the GPU upload).
+    const void* packed(const TensorInfo& t) const;
+
 private:
+    struct PackCache;
+    static std::shared_ptr<PackCache> new_pack_cache();
+    std::shared_ptr<PackCache> pack_cache_;  // created with the ModelFile
     void validate(const ModelFileOptions& opt);
 
     std::vector<std::shared_ptr<GGUFFile>> shards_;

@@ -11,6 +11,13 @@ QTensorView view(const TensorInfo& t) {
     return QTensorView{static_cast<GGMLType>(t.type), t.data, t.ne[0], t.n_dims > 1 ? t.ne[1] : 1, 0};
 }
 
+// A matrix the CPU multiplies: with the repacked copy where the kernels have one.
+QTensorView cpu_view(const ModelFile& mf, const TensorInfo& t, bool on_cpu) {
+    QTensorView v = view(t);
+    if (on_cpu) v.packed = mf.packed(t);
+    return v;
+}
+
 std::vector<float> to_f32(const TensorInfo* t) {
     if (!t) return {};
     std::vector<float> out(static_cast<size_t>(t->n_elements));
@@ -20,7 +27,7 @@ std::vector<float> to_f32(const TensorInfo* t) {
 
 }  // namespace
 
-ModelWeights load_weights(const ModelFile& mf) {
+ModelWeights load_weights(const ModelFile& mf, int64_t n_gpu_layers) {
     const HParams& hp = mf.hparams();
     const ArchTable& arch = *hp.arch;
     ModelWeights w;
@@ -31,7 +38,7 @@ ModelWeights load_weights(const ModelFile& mf) {
     w.output_norm = to_f32(mf.tensor("output_norm.weight"));
     w.output_norm_b = to_f32(mf.tensor("output_norm.bias"));
     const TensorInfo* out = mf.tensor("output.weight");
-    w.output = view(out ? *out : *emb);
+    w.output = cpu_view(mf, out ? *out : *emb, n_gpu_layers < hp.n_layer);
     w.output_b = to_f32(mf.tensor("output.bias"));
     w.rope_freq_factors = to_f32(mf.tensor("rope_freqs.weight"));
 
@@ -41,6 +48,8 @@ ModelWeights load_weights(const ModelFile& mf) {
     w.layers.resize(static_cast<size_t>(hp.n_layer));
     for (int64_t l = 0; l < hp.n_layer; ++l) {
         LayerWeights& L = w.layers[l];
+        const bool cpu = l >= n_gpu_layers;  // layers [0, n_gpu_layers) run on the device
+        auto view = [&](const TensorInfo& t) { return cpu_view(mf, t, cpu); };
         L.attn_norm = to_f32(&mf.layer_tensor(l, "attn_norm.weight"));
         L.attn_norm_b = to_f32(opt(l, "attn_norm.bias"));
         if (const TensorInfo* qkv = opt(l, "attn_qkv.weight")) {

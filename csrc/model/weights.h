@@ -32,6 +32,8 @@ struct ModelWeights {
     std::vector<LayerWeights> layers;
 };
 
-ModelWeights load_weights(const ModelFile& mf);
+// n_gpu_layers: layers [0, n) and, when n covers them all, the output run on the device:
+// their matrices get no repacked copy.
+ModelWeights load_weights(const ModelFile& mf, int64_t n_gpu_layers = 0);
 
 }  // namespace pyllong

@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "quant/activation.h"
 #include "quant/formats.h"
+#include "quant/repack.h"
 
 namespace pyllong {
 
@@ -28,21 +29,39 @@ struct Job {
     size_t stride;                // bytes between weight rows
     quant::VecDotFn dot;
     quant::VecDotRowsFn dot_rows;  // may be null
+    quant::PackedGemmFn packed;    // non-null: the repacked layout is used (W->packed)
+    size_t group_bytes;            // bytes of one packed group of kPackRows rows
     const uint8_t* xq;            // (n_tok, act_rb) activations in the type's format
     size_t act_rb;
     int64_t chunk, first_chunk;   // rows per work item; index of this matrix's first item
 };
 
-Job make_job(const QTensorView& W, float* y, const quant::DotTable& table) {
-    const size_t packed = quant::row_bytes(W.type, W.n_in);  // validates type and n_in
-    const size_t stride = W.row_stride ? W.row_stride : packed;
-    if (stride < packed) throw InvalidArgument("matmul: row stride smaller than a row");
+Job make_job(const QTensorView& W, float* y, const quant::DotTable& table, int64_t n_tok) {
+    const size_t rb = quant::row_bytes(W.type, W.n_in);  // validates type and n_in
+    const size_t stride = W.row_stride ? W.row_stride : rb;
+    if (stride < rb) throw InvalidArgument("matmul: row stride smaller than a row");
     if (W.n_out < 0) throw InvalidArgument("matmul: negative size");
-    return Job{&W, y, stride, table[W.type], table.rows(W.type), nullptr, 0, 0, 0};
+    const quant::PackedGemmFn pk = W.packed ? table.packed_for(W.type, n_tok) : nullptr;
+    const size_t group_bytes = pk ? quant::packed_group_bytes(W.type, W.n_in) : 0;
+    return Job{&W, y, stride, table[W.type], table.rows(W.type), pk, group_bytes, nullptr, 0, 0, 0};
+}
+
+// Rows [r0, r1) (r0 a multiple of kPackRows) of a repacked matrix for all n_tok tokens.
+void run_packed(const Job& j, int64_t r0, int64_t r1, int64_t n_tok) {
+    const QTensorView& W = *j.W;
+    const auto* w = static_cast<const uint8_t*>(W.packed);
+    for (int64_t t0 = 0; t0 < n_tok; t0 += kTokTile) {
+        const int64_t nt = std::min(n_tok - t0, kTokTile);
+        for (int64_t r = r0; r < r1; r += quant::kPackRows)
+            j.packed(W.n_in, w + (r / quant::kPackRows) * j.group_bytes, j.xq + t0 * j.act_rb, j.act_rb, nt,
+                     j.y + t0 * W.n_out + r, static_cast<size_t>(W.n_out),
+                     static_cast<int>(std::min<int64_t>(quant::kPackRows, r1 - r)));
+    }
 }
 
 // Rows [r0, r1) of one matrix for all n_tok tokens.
 void run_rows(const Job& j, int64_t r0, int64_t r1, int64_t n_tok) {
+    if (j.packed) return run_packed(j, r0, r1, n_tok);
     const QTensorView& W = *j.W;
     const auto* w = static_cast<const uint8_t*>(W.data);
     for (int64_t t0 = 0; t0 < n_tok; t0 += kTokTile) {
@@ -90,6 +109,7 @@ void run_jobs(std::vector<Job>& jobs, const float* x, int64_t n_in, int64_t n_to
     int64_t n_chunks = 0;
     for (Job& j : jobs) {
         j.chunk = row_chunk(j.W->n_out, nth);
+        if (j.packed) j.chunk = (j.chunk + quant::kPackRows - 1) / quant::kPackRows * quant::kPackRows;
         j.first_chunk = n_chunks;
         n_chunks += (j.W->n_out + j.chunk - 1) / j.chunk;
     }
@@ -109,7 +129,7 @@ void run_jobs(std::vector<Job>& jobs, const float* x, int64_t n_in, int64_t n_to
 void matmul(const QTensorView& W, const float* x, float* y, int64_t n_tok, ThreadPool& pool,
             int n_threads, quant::SimdPath path) {
     const quant::DotTable& table = quant::dot_table(path);
-    std::vector<Job> jobs{make_job(W, y, table)};
+    std::vector<Job> jobs{make_job(W, y, table, n_tok)};
     if (n_tok < 0) throw InvalidArgument("matmul: negative size");
     if (n_tok == 0 || W.n_out == 0) return;
     const int nth = n_threads <= 0 ? pool.size() : std::min(n_threads, pool.size());
@@ -124,7 +144,7 @@ void matmul_multi(const QTensorView* const* W, float* const* y, int n_mats, cons
     for (int i = 0; i < n_mats; ++i) {
         if (W[i]->n_in != W[0]->n_in)
             throw InvalidArgument("matmul_multi: the matrices must share the input length (n_in)");
-        if (W[i]->n_out > 0) jobs.push_back(make_job(*W[i], y[i], table));
+        if (W[i]->n_out > 0) jobs.push_back(make_job(*W[i], y[i], table, n_tok));
     }
     if (n_tok < 0) throw InvalidArgument("matmul: negative size");
     if (n_tok == 0 || jobs.empty()) return;

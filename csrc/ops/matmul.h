@@ -18,6 +18,10 @@ struct QTensorView {
     int64_t n_in;      // ne[0]: elements per row (a multiple of the type's block)
     int64_t n_out;     // ne[1]: rows
     size_t row_stride; // bytes from one row to the next; 0 = packed (row_bytes(type, n_in))
+    // Optional: the same matrix repacked (quant/repack.h, packed_bytes(type, n_in, n_out)
+    // bytes). Used where the SIMD path has a kernel for the layout; data stays the truth
+    // for every other path.
+    const void* packed = nullptr;
 };
 
 // x: (n_tok, n_in) floats, y: (n_tok, n_out) floats. n_threads <= 0 means pool.size().

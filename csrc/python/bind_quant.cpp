@@ -11,10 +11,12 @@
 
 #include "core/error.h"
 #include "python/bindings.h"
+#include "core/page_buffer.h"
 #include "core/thread_pool.h"
 #include "ops/matmul.h"
 #include "quant/activation.h"
 #include "quant/formats.h"
+#include "quant/repack.h"
 #include "quant/vec_dot.h"
 
 namespace py = pybind11;
@@ -64,6 +66,17 @@ quant::SimdPath path_or_default(const std::optional<std::string>& simd) {
     return simd ? quant::simd_path_from_name(*simd) : quant::default_simd_path();
 }
 
+// The repacked copy of w (quant/repack.h) when the path has kernels for it and repack asks
+// for it (None: as a model load does, PYLLONG_REPACK permitting); empty otherwise.
+PageBuffer maybe_repack(GGMLType t, const uint8_t* w, int64_t n_out, int64_t n_in, quant::SimdPath path,
+                                  std::optional<bool> repack) {
+    const bool want = repack ? *repack : quant::repack_enabled();
+    if (!want || !quant::dot_table(path).packed(t)) return {};
+    PageBuffer out(quant::packed_bytes(t, n_in, n_out));
+    quant::repack_rows(t, w, 0, n_in, n_out, out.data());
+    return out;
+}
+
 // x: (n,) -> the activation values the dot kernels of weight type_name see, (n,) floats
 py::array_t<float> quantize_activation(const std::string& type_name, const F32Array& x,
                                        const std::optional<std::string>& simd) {
@@ -81,7 +94,7 @@ py::array_t<float> quantize_activation(const std::string& type_name, const F32Ar
 // w_raw: (n_out * row_bytes(n_in),) bytes; x: (n_tok, n_in) or (n_in,) -> y: (n_tok, n_out) or (n_out,)
 py::array_t<float> matmul(const std::string& type_name, const U8Array& w_raw, int64_t n_out, int64_t n_in,
                           const F32Array& x, int n_threads, const std::optional<std::string>& simd,
-                          ThreadPool* pool) {
+                          ThreadPool* pool, std::optional<bool> repack) {
     const GGMLType t = quant::type_from_name(type_name);
     const size_t rb = quant::row_bytes(t, n_in);
     if (n_out < 0 || static_cast<size_t>(w_raw.size()) != rb * static_cast<size_t>(n_out))
@@ -92,7 +105,8 @@ py::array_t<float> matmul(const std::string& type_name, const U8Array& w_raw, in
     const int64_t n_tok = x.ndim() == 2 ? x.shape(0) : 1;
     const quant::SimdPath path = path_or_default(simd);
     py::array_t<float> y = x.ndim() == 2 ? py::array_t<float>({n_tok, n_out}) : py::array_t<float>(n_out);
-    const QTensorView W{t, w_raw.data(), n_in, n_out, rb};
+    const PageBuffer packed = maybe_repack(t, w_raw.data(), n_out, n_in, path, repack);
+    const QTensorView W{t, w_raw.data(), n_in, n_out, rb, packed.empty() ? nullptr : packed.data()};
     const float* xp = x.data();
     float* yp = y.mutable_data();
     {
@@ -110,7 +124,7 @@ py::array_t<float> matmul(const std::string& type_name, const U8Array& w_raw, in
 // through the weight copies ws so they can be made to exceed the caches.
 double matmul_timed(const std::string& type_name, const std::vector<U8Array>& ws, int64_t n_out, int64_t n_in,
                     const F32Array& x, int n_threads, const std::optional<std::string>& simd, ThreadPool& pool,
-                    int reps) {
+                    int reps, std::optional<bool> repack) {
     const GGMLType t = quant::type_from_name(type_name);
     const size_t rb = quant::row_bytes(t, n_in);
     if (ws.empty() || reps < 1) throw InvalidArgument("need at least one weight copy and one repetition");
@@ -121,9 +135,12 @@ double matmul_timed(const std::string& type_name, const std::vector<U8Array>& ws
     const quant::SimdPath path = path_or_default(simd);
     std::vector<float> y(static_cast<size_t>(n_tok * n_out));  // (n_tok, n_out)
     std::vector<double> times;
+    std::vector<PageBuffer> packed;  // one repacked copy per weight copy (or none)
+    for (const auto& w : ws) packed.push_back(maybe_repack(t, w.data(), n_out, n_in, path, repack));
     py::gil_scoped_release nogil;
     for (int r = -1; r < reps; ++r) {  // r = -1: warm-up
-        const QTensorView W{t, ws[static_cast<size_t>(r + 1) % ws.size()].data(), n_in, n_out, rb};
+        const size_t c = static_cast<size_t>(r + 1) % ws.size();
+        const QTensorView W{t, ws[c].data(), n_in, n_out, rb, packed[c].empty() ? nullptr : packed[c].data()};
         const auto t0 = std::chrono::steady_clock::now();
         pyllong::matmul(W, x.data(), y.data(), n_tok, pool, n_threads, path);
         if (r >= 0) times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
@@ -149,15 +166,26 @@ void bind_quant(py::module_& m) {
         .def_property_readonly("size", &ThreadPool::size);
     m.def("matmul", &matmul, py::arg("type_name"), py::arg("w_raw"), py::arg("n_out"), py::arg("n_in"),
           py::arg("x"), py::arg("n_threads") = 1, py::arg("simd") = py::none(), py::arg("pool") = nullptr,
-          "y = W x for W quantized as type_name with shape (n_out, n_in); x: (n_tok, n_in) or (n_in,).");
+          py::arg("repack") = py::none(),
+          "y = W x for W quantized as type_name with shape (n_out, n_in); x: (n_tok, n_in) or (n_in,). "
+          "repack: use the row-interleaved layout where the path has kernels for it (None: as a model "
+          "load does, unless PYLLONG_REPACK=0).");
     m.def("matmul_timed", &matmul_timed, py::arg("type_name"), py::arg("ws"), py::arg("n_out"), py::arg("n_in"),
           py::arg("x"), py::arg("n_threads"), py::arg("simd"), py::arg("pool"), py::arg("reps"),
+          py::arg("repack") = py::none(),
           "Median seconds of one matmul, timed natively, cycling over the weight copies ws (benchmarks).");
     m.def("simd_paths", [] {
         std::vector<std::string> out;
         for (auto p : quant::supported_simd_paths()) out.push_back(quant::simd_path_name(p));
         return out;
     }, "SIMD paths this CPU and build support, slowest first.");
+    m.def("packed_types", [](const std::optional<std::string>& simd) {
+        std::vector<std::string> out;
+        const quant::DotTable& t = quant::dot_table(path_or_default(simd));
+        for (int i = 0; i < quant::kTypeSlots; ++i)
+            if (t.fn_packed[i]) out.push_back(quant::name_of(static_cast<GGMLType>(i)));
+        return out;
+    }, py::arg("simd") = py::none(), "Weight types with kernels over the repacked layout on this path.");
     m.def("simd_path", [] { return std::string(quant::simd_path_name(quant::default_simd_path())); },
           "The path used by default (PYLLONG_SIMD or the best supported).");
 }

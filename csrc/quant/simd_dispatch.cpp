@@ -42,8 +42,10 @@ DotTable build(SimdPath p) {
     if (p == SimdPath::Avx2 || p == SimdPath::Avx512 || p == SimdPath::Avx512Vnni) {  // AVX-512 CPUs run AVX2 code too
         fill_dot_table_avx2(t);
         fill_act_quantizer_avx2(t);
+        fill_packed_avx2(t);
     }
     if (p == SimdPath::Avx512 || p == SimdPath::Avx512Vnni) fill_dot_table_avx512(t, p == SimdPath::Avx512Vnni);
+    if (p == SimdPath::Avx512Vnni) fill_packed_avx512(t);
 #endif
 #ifdef PYLLONG_AARCH64
     if (p == SimdPath::Neon || p == SimdPath::NeonDot) {  // the SDOT table overrides the integer kernels

@@ -2,6 +2,7 @@
 // and per SIMD path. A DotTable is the read-only dispatch table of one path; it starts
 // as the scalar reference and each ISA overrides the formats it accelerates.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -19,6 +20,12 @@ using VecDotFn = float (*)(int64_t n, const void* w, const void* a);
 constexpr int kDotRows = 4;
 using VecDotRowsFn = void (*)(int64_t n, const void* w, const void* a, size_t a_stride, float* out);
 
+// A repacked group of kPackRows weight rows (quant/repack.h) times n_tok activation rows
+// (a + t * a_stride bytes): y[t * y_stride + r] for t < n_tok and the group's first n_rows
+// rows (n_rows <= kPackRows; the layout's padding rows are not stored).
+using PackedGemmFn = void (*)(int64_t n_in, const void* w, const void* a, size_t a_stride, int64_t n_tok, float* y,
+                              size_t y_stride, int n_rows);
+
 // Neon: AArch64 Advanced SIMD; NeonDot: the same plus the ARMv8.2 SDOT instruction.
 enum class SimdPath { Scalar, Avx2, Avx512, Avx512Vnni, Neon, NeonDot };
 
@@ -30,8 +37,21 @@ struct DotTable {
     ActQuantizeFn quantize_act = quantize_activation_row;
     VecDotFn fn[kTypeSlots] = {};
     VecDotRowsFn fn_rows[kTypeSlots] = {};  // optional: nullptr = use fn per row
+    // optional: kernels over the repacked layout (nullptr = this path reads the ggml rows)
+    PackedGemmFn fn_packed[kTypeSlots] = {};
+    int packed_min_tok[kTypeSlots] = {};  // fewer tokens than this: the rows kernels are faster
     VecDotFn operator[](GGMLType t) const { return fn[static_cast<uint32_t>(t)]; }
     VecDotRowsFn rows(GGMLType t) const { return fn_rows[static_cast<uint32_t>(t)]; }
+    PackedGemmFn packed(GGMLType t) const { return fn_packed[static_cast<uint32_t>(t)]; }
+    void set_packed(GGMLType t, PackedGemmFn f, int min_tok = 1) {
+        fn_packed[static_cast<uint32_t>(t)] = f;
+        packed_min_tok[static_cast<uint32_t>(t)] = min_tok;
+    }
+    // The packed kernel for n_tok tokens, or nullptr where the rows kernels are used.
+    PackedGemmFn packed_for(GGMLType t, int64_t n_tok) const {
+        const auto i = static_cast<uint32_t>(t);
+        return n_tok >= packed_min_tok[i] ? fn_packed[i] : nullptr;
+    }
     // A faster ISA may replace only the single-row kernel; the multi-row one of a lower
     // ISA (AVX2 on an AVX-512 CPU) then stays in use for GEMM. Both are tested per path.
     void set(GGMLType t, VecDotFn f) { fn[static_cast<uint32_t>(t)] = f; }
@@ -55,6 +75,8 @@ void fill_dot_table_scalar(DotTable& t);
 void fill_dot_table_avx2(DotTable& t);
 void fill_act_quantizer_avx2(DotTable& t);
 void fill_dot_table_avx512(DotTable& t, bool vnni);
+void fill_packed_avx2(DotTable& t);
+void fill_packed_avx512(DotTable& t);  // VNNI
 void fill_dot_table_neon(DotTable& t);
 void fill_act_quantizer_neon(DotTable& t);
 void fill_dot_table_neon_dotprod(DotTable& t);
