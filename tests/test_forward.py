@@ -100,8 +100,9 @@ def test_repacked_weights_match_reference(qtype, repack, simd):
         env = dict(os.environ, PYLLONG_REPACK=repack)
         if simd:
             env["PYLLONG_SIMD"] = simd
+        # cwd outside the source tree: an installed pyllong, not the unbuilt sources, is imported
         r = subprocess.run([sys.executable, "-c", code, path, json.dumps(toks), out], env=env,
-                           capture_output=True, text=True)
+                           capture_output=True, text=True, cwd=d)
         assert r.returncode == 0, r.stderr
         got = np.load(out)
     for g in got:  # 8-bit activations: the tolerance of test_quantized_weights_match_reference
