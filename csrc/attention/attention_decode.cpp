@@ -1,13 +1,13 @@
 #include "attention/attention_decode.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <vector>
 
 #include "attention/kernels.h"
 #include "core/fp16.h"
+#include "core/work_split.h"
 
 namespace pyllong {
 
@@ -125,15 +125,15 @@ void attention_decode(const float* q, const float* q_group, const int32_t* q_pos
         part_l.resize(static_cast<size_t>(n_items * n_head));
         part_o.resize(static_cast<size_t>(n_items * q_dim));
     }
-    std::atomic<int64_t> next{0};
-    pool.run(nth, [&](int, int) {
+    WorkSplit split(n_items, nth);
+    pool.run(nth, [&](int ith, int) {
         // One tile of rows, all kv heads: each cache row is read once for every query head.
         std::vector<float> kf(static_cast<size_t>(tk * kv_dim)), vf(kf.size());  // (tk, kv_dim)
         std::vector<float> sc(static_cast<size_t>(n_head * tk)), scg(static_cast<size_t>(tk));  // (n_head, tk), (tk,)
         std::vector<float> acc(static_cast<size_t>(q_dim));                             // (n_head, hd)
         std::vector<float> mx(static_cast<size_t>(n_head)), sum(static_cast<size_t>(n_head));
         std::vector<uint8_t> vis(static_cast<size_t>(tk)), grp(static_cast<size_t>(tk));
-        for (int64_t item; (item = next.fetch_add(1, std::memory_order_relaxed)) < n_items;) {
+        split.run(ith, [&](int64_t item) {
             const int64_t t = item / n_split, s = item % n_split;
             const int64_t j0 = s * span, j1 = std::min(n_kv, j0 + span);
             const float* qt = q + t * q_dim;                                  // (n_head, hd)
@@ -196,7 +196,7 @@ void attention_decode(const float* q, const float* q_group, const int32_t* q_pos
                 std::copy(sum.begin(), sum.end(), part_l.begin() + item * n_head);
                 std::copy(acc.begin(), acc.end(), part_o.begin() + item * q_dim);
             }
-        }
+        });
     });
     if (n_split == 1) return;
     // Merge the key ranges of each (token, query head): rescale each range to the common max.

@@ -1,10 +1,10 @@
 #include "ops/matmul.h"
 
 #include <algorithm>
-#include <atomic>
 #include <vector>
 
 #include "core/error.h"
+#include "core/work_split.h"
 #include "quant/activation.h"
 #include "quant/formats.h"
 #include "quant/repack.h"
@@ -17,7 +17,8 @@ namespace {
 constexpr int64_t kTokTile = 32;
 
 // Rows per work item: small enough that threads balance (and a thread slowed by another
-// process hands rows to the others), large enough that taking a chunk is cheap.
+// process hands rows to the others), large enough that taking a chunk is cheap. Items are
+// handed out by WorkSplit: contiguous per thread, so small items cost no locality.
 int64_t row_chunk(int64_t n_out, int nth) {
     return std::clamp<int64_t>(n_out / (8 * int64_t{nth}), 4, 64);
 }
@@ -113,15 +114,16 @@ void run_jobs(std::vector<Job>& jobs, const float* x, int64_t n_in, int64_t n_to
         j.first_chunk = n_chunks;
         n_chunks += (j.W->n_out + j.chunk - 1) / j.chunk;
     }
-    std::atomic<int64_t> next_chunk{0};
-    pool.run(nth, [&](int, int) {
-        size_t m = 0;  // chunks are taken in increasing order: the matrix index only moves forward
-        for (int64_t c; (c = next_chunk.fetch_add(1, std::memory_order_relaxed)) < n_chunks;) {
+    WorkSplit split(n_chunks, nth);
+    pool.run(nth, [&](int ith, int) {
+        size_t m = 0;  // the matrix of chunk c: chunks come in increasing order within a region
+        split.run(ith, [&](int64_t c) {
+            if (c < jobs[m].first_chunk) m = 0;  // moved on to another thread's region
             while (m + 1 < jobs.size() && c >= jobs[m + 1].first_chunk) ++m;
             const Job& j = jobs[m];
             const int64_t r0 = (c - j.first_chunk) * j.chunk, r1 = std::min(j.W->n_out, r0 + j.chunk);
             run_rows(j, r0, r1, n_tok);
-        }
+        });
     });
 }
 }  // namespace

@@ -1,10 +1,10 @@
 #include "ops/swiglu.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 
 #include "core/exp_avx2.h"
+#include "core/work_split.h"
 
 namespace pyllong {
 
@@ -32,12 +32,12 @@ void swiglu(const float* gate, float* up, int64_t n, ThreadPool& pool, int n_thr
     const int nth = n_threads <= 0 ? pool.size() : std::min(n_threads, pool.size());
     if (n < kParallelMin || nth == 1) return swiglu_range(gate, up, n);
     const int64_t n_chunks = (n + kChunk - 1) / kChunk;
-    std::atomic<int64_t> next{0};
-    pool.run(nth, [&](int, int) {
-        for (int64_t c; (c = next.fetch_add(1, std::memory_order_relaxed)) < n_chunks;) {
+    WorkSplit split(n_chunks, nth);
+    pool.run(nth, [&](int ith, int) {
+        split.run(ith, [&](int64_t c) {
             const int64_t i0 = c * kChunk;
             swiglu_range(gate + i0, up + i0, std::min(kChunk, n - i0));
-        }
+        });
     });
 }
 
