@@ -67,16 +67,23 @@ PACKED_OFFSET = {"Q4_0": 8, "Q8_0": 128}
 
 
 def packed_bound(name, raw, n_out, n_in, xa, base_bound):
-    """The oracle's bound plus, for the formats whose packed kernels subtract an offset in
-    float, the rounding of the two terms: each is at most off * |d_w| * sum|a| + |w a| per
-    block, rounded a few times (4 eps)."""
+    """The oracle's bound plus, for the formats whose packed kernels add two float terms that
+    may cancel (an offset subtracted, or Q4_1's min added apart from the levels), the rounding
+    of those terms: each is at most off * |d_w| * sum|a| + |w a| per block (Q4_1: 15 |d_w| and
+    |m_w| times sum|a|), rounded a few times (4 eps)."""
     off = PACKED_OFFSET.get(name)
-    if off is None:
+    if off is None and name != "Q4_1":
         return base_bound
     bs, ts = geometry(name)
-    d = np.abs(np.ascontiguousarray(raw).reshape(-1, ts)[:, :2].copy().view(np.float16).astype(np.float64))
-    d_el = np.repeat(d.reshape(n_out, n_in // bs), bs, axis=1)  # (n_out, n_in): each element's block scale
-    return base_bound + 4 * EPS32 * (2 * off * np.abs(xa) @ d_el.T)
+    blocks = np.ascontiguousarray(raw).reshape(-1, ts)
+
+    def per_element(col):  # (n_out, n_in): the |fp16 field| at byte col of each element's block
+        f = np.abs(blocks[:, col:col + 2].copy().view(np.float16).astype(np.float64))
+        return np.repeat(f.reshape(n_out, n_in // bs), bs, axis=1)
+
+    if name == "Q4_1":  # d_w d_a sum(q a) + m_w s_a: two terms up to 15 |d| and |m| per |a|, rounded apart
+        return base_bound + 4 * EPS32 * (np.abs(xa) @ (15 * per_element(0) + per_element(2)).T)
+    return base_bound + 4 * EPS32 * (2 * off * np.abs(xa) @ per_element(0).T)
 
 
 @pytest.mark.parametrize("path,name", PACKED)
@@ -123,7 +130,7 @@ def test_packed_and_rows_layouts_agree(path, name):
 def test_packed_types_only_where_kernels_exist():
     assert _core.packed_types("scalar") == []
     for p in PATHS:
-        assert set(_core.packed_types(p)) <= {"Q4_0", "Q8_0", "Q4_K", "Q6_K"}
+        assert set(_core.packed_types(p)) <= {"Q4_0", "Q4_1", "Q8_0", "Q4_K", "Q6_K"}
 
 
 @pytest.mark.parametrize("path", [p for p in PATHS if p != "scalar"])

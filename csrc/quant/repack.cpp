@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <type_traits>
 
 #include "core/error.h"
 #include "quant/formats.h"
@@ -24,27 +25,18 @@ void interleave_words(const uint8_t* const* rows, size_t offset, size_t nbytes, 
         }
 }
 
+// The 32-element formats (Q4_0, Q4_1, Q8_0): each row's fp16 scale (and min, Q4_1) side by
+// side, the quant bytes word-interleaved. The K-quants are specialized below.
 template <class Src, class Dst>
-void pack_block(const uint8_t* const* rows, int64_t i, Dst& out);
-
-template <>
-void pack_block<BlockQ4_0, BlockQ4_0x8>(const uint8_t* const* rows, int64_t i, BlockQ4_0x8& out) {
+void pack_block(const uint8_t* const* rows, int64_t i, Dst& out) {
     const uint8_t* b[kPackRows];
     for (int r = 0; r < kPackRows; ++r) {
-        b[r] = rows[r] ? rows[r] + i * sizeof(BlockQ4_0) : nullptr;
-        out.d[r] = b[r] ? reinterpret_cast<const BlockQ4_0*>(b[r])->d : 0;
+        b[r] = rows[r] ? rows[r] + i * sizeof(Src) : nullptr;
+        const auto* blk = reinterpret_cast<const Src*>(b[r]);
+        out.d[r] = blk ? blk->d : 0;
+        if constexpr (std::is_same_v<Dst, BlockQ4_1x8>) out.m[r] = blk ? blk->m : 0;
     }
-    interleave_words(b, offsetof(BlockQ4_0, qs), sizeof(out.qs) / kPackRows, out.qs);
-}
-
-template <>
-void pack_block<BlockQ8_0, BlockQ8_0x8>(const uint8_t* const* rows, int64_t i, BlockQ8_0x8& out) {
-    const uint8_t* b[kPackRows];
-    for (int r = 0; r < kPackRows; ++r) {
-        b[r] = rows[r] ? rows[r] + i * sizeof(BlockQ8_0) : nullptr;
-        out.d[r] = b[r] ? reinterpret_cast<const BlockQ8_0*>(b[r])->d : 0;
-    }
-    interleave_words(b, offsetof(BlockQ8_0, qs), sizeof(out.qs) / kPackRows, reinterpret_cast<uint8_t*>(out.qs));
+    interleave_words(b, offsetof(Src, qs), sizeof(out.qs) / kPackRows, reinterpret_cast<uint8_t*>(out.qs));
 }
 
 template <>
@@ -109,7 +101,8 @@ bool repack_enabled() {
 }
 
 bool has_packed_layout(GGMLType t) {
-    return t == GGMLType::Q4_0 || t == GGMLType::Q8_0 || t == GGMLType::Q4_K || t == GGMLType::Q6_K;
+    return t == GGMLType::Q4_0 || t == GGMLType::Q4_1 || t == GGMLType::Q8_0 || t == GGMLType::Q4_K ||
+           t == GGMLType::Q6_K;
 }
 
 size_t packed_group_bytes(GGMLType t, int64_t n_in) {
@@ -118,6 +111,7 @@ size_t packed_group_bytes(GGMLType t, int64_t n_in) {
     const size_t blocks = rb / block_bytes(t);
     switch (t) {
         case GGMLType::Q4_0: return blocks * sizeof(BlockQ4_0x8);
+        case GGMLType::Q4_1: return blocks * sizeof(BlockQ4_1x8);
         case GGMLType::Q8_0: return blocks * sizeof(BlockQ8_0x8);
         case GGMLType::Q4_K: return blocks * sizeof(BlockQ4_Kx8);
         case GGMLType::Q6_K: return blocks * sizeof(BlockQ6_Kx8);
@@ -143,6 +137,7 @@ void repack_rows(GGMLType t, const void* src, size_t row_stride, int64_t n_in, i
     const auto nb = static_cast<int64_t>(rb / block_bytes(t));
     switch (t) {
         case GGMLType::Q4_0: return repack_groups<BlockQ4_0, BlockQ4_0x8>(s, row_stride, nb, n_out, d, g0, g1);
+        case GGMLType::Q4_1: return repack_groups<BlockQ4_1, BlockQ4_1x8>(s, row_stride, nb, n_out, d, g0, g1);
         case GGMLType::Q8_0: return repack_groups<BlockQ8_0, BlockQ8_0x8>(s, row_stride, nb, n_out, d, g0, g1);
         case GGMLType::Q4_K: return repack_groups<BlockQ4_K, BlockQ4_Kx8>(s, row_stride, nb, n_out, d, g0, g1);
         case GGMLType::Q6_K: return repack_groups<BlockQ6_K, BlockQ6_Kx8>(s, row_stride, nb, n_out, d, g0, g1);

@@ -25,6 +25,8 @@ constexpr int kPackRows = 8;
 
 // Q4_0 x 8 rows: nibbles as in BlockQ4_0 (element l < 16: low nibble of qs[l], 16 + l: high).
 struct BlockQ4_0x8 { uint16_t d[kPackRows]; uint8_t qs[kPackRows * kQK32 / 2]; };
+// Q4_1 x 8 rows: as Q4_0, with each row's min m beside its scale d (x = d q + m).
+struct BlockQ4_1x8 { uint16_t d[kPackRows], m[kPackRows]; uint8_t qs[kPackRows * kQK32 / 2]; };
 // Q8_0 x 8 rows.
 struct BlockQ8_0x8 { uint16_t d[kPackRows]; int8_t qs[kPackRows * kQK32]; };
 // Q4_K x 8 rows: sc[j][r] / m[j][r] are the 6-bit scale and min of sub-block j of row r;
@@ -46,7 +48,8 @@ struct BlockQ6_Kx8 {
     uint8_t w[16][3][4 * kPackRows];
 };
 
-static_assert(sizeof(BlockQ4_0x8) == 8 * sizeof(BlockQ4_0) && sizeof(BlockQ8_0x8) == 8 * sizeof(BlockQ8_0),
+static_assert(sizeof(BlockQ4_0x8) == 8 * sizeof(BlockQ4_0) && sizeof(BlockQ4_1x8) == 8 * sizeof(BlockQ4_1) &&
+                  sizeof(BlockQ8_0x8) == 8 * sizeof(BlockQ8_0),
               "legacy packed blocks are the rows' bytes");
 static_assert(sizeof(BlockQ4_Kx8) == 8 * sizeof(BlockQ4_K) + 32 && sizeof(BlockQ6_Kx8) == 8 * sizeof(BlockQ6_K),
               "K-quant packed blocks");

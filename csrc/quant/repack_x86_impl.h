@@ -68,33 +68,59 @@ inline __m256i dup16(__m256i sc32) {
 template <int T>
 constexpr int kSplit = T == 1 ? 4 : T == 2 ? 2 : 1;
 
-// Q4_0: x = d (q - 8). Integer sums of q * a per lane, then d_w * (d_a * sum - 8 * s_a)
-// with s_a = d_a * sum(a) (BlockQ8A::s).
+// The integer sums of nibble levels q (0..15) times activations over one 32-element block,
+// per lane (row) and token: element l < 16 is the low nibble of byte l, 16 + l the high.
+template <class Isa, int T>
+inline void nibble_sums(const uint8_t* qs, const BlockQ8A* const* a, __m256i* sum) {
+    constexpr int S = kSplit<T>;
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    __m256i is[T][S];
+    for (int t = 0; t < T; ++t)
+        for (int s = 0; s < S; ++s) is[t][s] = _mm256_setzero_si256();
+    for (int c = 0; c < 4; ++c) {
+        const __m256i v = ld(qs + 32 * c);
+        const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+        for (int t = 0; t < T; ++t) {
+            is[t][(2 * c) % S] = Isa::dot(is[t][(2 * c) % S], lo, bcast4(a[t]->qs + 4 * c));  // elements 4c..4c+3
+            is[t][(2 * c + 1) % S] = Isa::dot(is[t][(2 * c + 1) % S], hi, bcast4(a[t]->qs + 16 + 4 * c));  // 16+4c..
+        }
+    }
+    for (int t = 0; t < T; ++t) {
+        sum[t] = is[t][0];
+        for (int k = 1; k < S; ++k) sum[t] = _mm256_add_epi32(sum[t], is[t][k]);
+    }
+}
+
+// Q4_0: x = d (q - 8): d_w * (d_a * sum - 8 * s_a) with s_a = d_a * sum(a) (BlockQ8A::s).
 struct LayoutQ4_0 {
     using Packed = BlockQ4_0x8;
     using Act = BlockQ8A;
     static constexpr int kBlock = kQK32;
     template <class Isa, int T>
     static void step(const Packed& b, const Act* const* a, __m256* acc) {
-        constexpr int S = kSplit<T>;
-        const __m256i m4 = _mm256_set1_epi8(0x0F);
-        __m256i is[T][S];
-        for (int t = 0; t < T; ++t)
-            for (int s = 0; s < S; ++s) is[t][s] = _mm256_setzero_si256();
-        for (int c = 0; c < 4; ++c) {
-            const __m256i v = ld(b.qs + 32 * c);
-            const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
-            for (int t = 0; t < T; ++t) {
-                is[t][(2 * c) % S] = Isa::dot(is[t][(2 * c) % S], lo, bcast4(a[t]->qs + 4 * c));  // elements 4c..4c+3
-                is[t][(2 * c + 1) % S] = Isa::dot(is[t][(2 * c + 1) % S], hi, bcast4(a[t]->qs + 16 + 4 * c));  // 16+4c..
-            }
-        }
+        __m256i sum[T];
+        nibble_sums<Isa, T>(b.qs, a, sum);
         const __m256 dw = scales8(b.d);
         for (int t = 0; t < T; ++t) {
-            __m256i s = is[t][0];
-            for (int k = 1; k < S; ++k) s = _mm256_add_epi32(s, is[t][k]);
-            const __m256 f = _mm256_fmsub_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(a[t]->d), _mm256_set1_ps(8.0f * a[t]->s));
+            const __m256 f = _mm256_fmsub_ps(_mm256_cvtepi32_ps(sum[t]), _mm256_set1_ps(a[t]->d), _mm256_set1_ps(8.0f * a[t]->s));
             acc[t] = _mm256_fmadd_ps(dw, f, acc[t]);
+        }
+    }
+};
+
+// Q4_1: x = d q + m: d_w * d_a * sum + m_w * s_a.
+struct LayoutQ4_1 {
+    using Packed = BlockQ4_1x8;
+    using Act = BlockQ8A;
+    static constexpr int kBlock = kQK32;
+    template <class Isa, int T>
+    static void step(const Packed& b, const Act* const* a, __m256* acc) {
+        __m256i sum[T];
+        nibble_sums<Isa, T>(b.qs, a, sum);
+        const __m256 dw = scales8(b.d), mw = scales8(b.m);
+        for (int t = 0; t < T; ++t) {
+            acc[t] = _mm256_fmadd_ps(mw, _mm256_set1_ps(a[t]->s), acc[t]);
+            acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(a[t]->d)), _mm256_cvtepi32_ps(sum[t]), acc[t]);
         }
     }
 };
@@ -386,6 +412,7 @@ void packed_gemm(int64_t n_in, const void* w, const void* a, size_t a_stride, in
 template <class Isa>
 void fill_packed(DotTable& t) {
     t.set_packed(GGMLType::Q4_0, packed_gemm<Isa, LayoutQ4_0>);
+    t.set_packed(GGMLType::Q4_1, packed_gemm<Isa, LayoutQ4_1>);
     t.set_packed(GGMLType::Q8_0, packed_gemm<Isa, LayoutQ8_0>);
     t.set_packed(GGMLType::Q4_K, packed_gemm<Isa, LayoutQ4_K>);
     t.set_packed(GGMLType::Q6_K, packed_gemm<Isa, LayoutQ6_K>);
