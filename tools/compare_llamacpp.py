@@ -30,6 +30,8 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # the pyllong of this tree, also for the bench subprocesses (PYTHONPATH below)
 
+from pyllong.bench import _git_commit  # noqa: E402  (after the path above)
+
 
 def find_peer(explicit: str | None) -> str:
     """The folder with llama-bench: --peer-bin, $PYLLONG_PEER_BIN, or the build script's answer."""
@@ -136,7 +138,8 @@ def main() -> int:
         f"### {started:%Y-%m-%d %H:%M} UTC: pyllong vs llama.cpp, {a.threads} thread(s)",
         "",
         *( [a.note, ""] if a.note else [] ),
-        f"Machine: {machine_line()}. Load average (1/5/15 min) {load_before} before, {load()} after.",
+        f"Machine: {machine_line()}. Load average (1/5/15 min) {load_before} before, {load()} after. "
+        f"pyllong build {_git_commit()}.",
         f"Peer: `{peer}/llama-bench` (defaults otherwise). {a.rounds} rounds of pyllong then llama.cpp, "
         f"{a.repetitions} repetitions per test per run.",
         "",
