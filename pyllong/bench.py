@@ -320,7 +320,8 @@ def run_loops(model, test: Test, reps: int, rng: np.random.Generator) -> tuple[T
     model.eval(depth, logits_all=False)
     ctx.eval_each(_random_ids(rng, n_vocab, 1))  # warm-up
     ban = {int(t): float("-inf") for t in model.eog_ids}
-    for _ in range(reps):
+
+    def run_py():
         model._sync()
         ctx.truncate(len(depth))
         toks = [_random_ids(rng, n_vocab, 1) for _ in range(test.n_gen)]
@@ -329,9 +330,12 @@ def run_loops(model, test: Test, reps: int, rng: np.random.Generator) -> tuple[T
             ctx.eval(tok, False)
         py.samples_ns.append(time.perf_counter_ns() - t0)
 
+    def run_native():
+        model._sync()
         ctx.truncate(len(depth))
         native.samples_ns.append(int(ctx.eval_each(_random_ids(rng, n_vocab, test.n_gen)).sum()))
 
+    def run_generate():
         stamps: list[int] = []
 
         def stamp(_ids, _logits):
@@ -342,6 +346,12 @@ def run_loops(model, test: Test, reps: int, rng: np.random.Generator) -> tuple[T
         model.generate(depth, max_tokens=test.n_gen + 1, logit_bias=ban, stopping_criteria=[stamp],
                        seed=int(rng.integers(1 << 31)))
         gen.samples_ns.append(stamps[-1] - stamps[0])
+
+    # The order alternates (A B C, C B A, ...): on a machine whose memory bandwidth drifts
+    # (other tenants), a fixed order would bias the per-repetition ratios.
+    for rep in range(reps):
+        for run in ((run_py, run_native, run_generate) if rep % 2 == 0 else (run_generate, run_native, run_py)):
+            run()
     return py, native, gen
 
 
