@@ -14,6 +14,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "quant/blocks.h"
 #include "quant/repack.h"
@@ -91,9 +92,11 @@ inline void nibble_sums(const uint8_t* qs, const BlockQ8A* const* a, __m256i* su
     }
 }
 
-// Q4_0: x = d (q - 8): d_w * (d_a * sum - 8 * s_a) with s_a = d_a * sum(a) (BlockQ8A::s).
-struct LayoutQ4_0 {
-    using Packed = BlockQ4_0x8;
+// Q4_0 (P = BlockQ4_0x8), x = d (q - 8): d_w * (d_a * sum - 8 * s_a) with s_a = d_a * sum(a)
+// (BlockQ8A::s). Q4_1 (P = BlockQ4_1x8), x = d q + m: d_w * d_a * sum + m_w * s_a.
+template <class P>
+struct LayoutNibbles {
+    using Packed = P;
     using Act = BlockQ8A;
     static constexpr int kBlock = kQK32;
     template <class Isa, int T>
@@ -102,28 +105,19 @@ struct LayoutQ4_0 {
         nibble_sums<Isa, T>(b.qs, a, sum);
         const __m256 dw = scales8(b.d);
         for (int t = 0; t < T; ++t) {
-            const __m256 f = _mm256_fmsub_ps(_mm256_cvtepi32_ps(sum[t]), _mm256_set1_ps(a[t]->d), _mm256_set1_ps(8.0f * a[t]->s));
-            acc[t] = _mm256_fmadd_ps(dw, f, acc[t]);
+            const __m256 st = _mm256_cvtepi32_ps(sum[t]);
+            if constexpr (std::is_same_v<P, BlockQ4_1x8>) {
+                acc[t] = _mm256_fmadd_ps(scales8(b.m), _mm256_set1_ps(a[t]->s), acc[t]);
+                acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(a[t]->d)), st, acc[t]);
+            } else {
+                const __m256 f = _mm256_fmsub_ps(st, _mm256_set1_ps(a[t]->d), _mm256_set1_ps(8.0f * a[t]->s));
+                acc[t] = _mm256_fmadd_ps(dw, f, acc[t]);
+            }
         }
     }
 };
-
-// Q4_1: x = d q + m: d_w * d_a * sum + m_w * s_a.
-struct LayoutQ4_1 {
-    using Packed = BlockQ4_1x8;
-    using Act = BlockQ8A;
-    static constexpr int kBlock = kQK32;
-    template <class Isa, int T>
-    static void step(const Packed& b, const Act* const* a, __m256* acc) {
-        __m256i sum[T];
-        nibble_sums<Isa, T>(b.qs, a, sum);
-        const __m256 dw = scales8(b.d), mw = scales8(b.m);
-        for (int t = 0; t < T; ++t) {
-            acc[t] = _mm256_fmadd_ps(mw, _mm256_set1_ps(a[t]->s), acc[t]);
-            acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(a[t]->d)), _mm256_cvtepi32_ps(sum[t]), acc[t]);
-        }
-    }
-};
+using LayoutQ4_0 = LayoutNibbles<BlockQ4_0x8>;
+using LayoutQ4_1 = LayoutNibbles<BlockQ4_1x8>;
 
 // Q8_0: x = d q, q signed. AVX2: |q| x sign(a, q) (exact); VNNI: (q + 128) as u8 and
 // d_w * (d_a * sum - 128 * s_a).
