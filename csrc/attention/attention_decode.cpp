@@ -19,6 +19,14 @@ inline void load_full_row(KVType type, const uint8_t* row, float* out, int64_t k
     else attn::Q8Rows::load(row, out, kv_dim);
 }
 
+// Asks for bytes [p, p + n) ahead of use, into L2. The decode loop computes on one tile of
+// rows while the next tile's rows arrive: without it the row loads ran at DRAM latency (61 %
+// of this loop's samples at depth 16k, SmolLM2, where the cache is 4x the weights); with it,
+// tg32 at 16k went from 29.7 to 31.5 tok/s (2 threads, quiet, 3 paired runs).
+inline void prefetch_range(const uint8_t* p, int64_t n) {
+    for (int64_t o = 0; o < n; o += 64) __builtin_prefetch(p + o, 0, 2);
+}
+
 // sc[i] = q . k_i for n keys k_i = k + i * stride (hd elements each).
 inline void scores_block(const float* q, const float* k, int64_t stride, int64_t hd, int64_t n, float* sc) {
     int64_t i = 0;
@@ -144,6 +152,14 @@ void attention_decode(const float* q, const float* q_group, const int32_t* q_pos
             std::fill(acc.begin(), acc.end(), 0.0f);
             for (int64_t a = j0; a < j1; a += tk) {
                 const int64_t n = std::min(tk, j1 - a);
+                if (a + tk < j1) {  // the next tile: plain or grouped keys (SelfExtend), values
+                    const int64_t an = a + tk, nn = std::min(tk, j1 - an), bytes = nn * cache.row_bytes();
+                    const bool g0 = se.enabled() && se.grouped(pq, k_pos[an]);
+                    const bool g1 = se.enabled() && se.grouped(pq, k_pos[an + nn - 1]);
+                    if (!g0 || !g1) prefetch_range(cache.k_row(layer, an), bytes);
+                    if (g0 || g1) prefetch_range(cache.kg_row(layer, an), bytes);
+                    prefetch_range(cache.v_row(layer, an), bytes);
+                }
                 int64_t n_vis = 0, n_grp = 0;
                 for (int64_t jj = 0; jj < n; ++jj) {
                     const int32_t pk = k_pos[a + jj];
