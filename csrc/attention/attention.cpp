@@ -201,9 +201,10 @@ void attend_tiled(const float* q, const float* q_group, const float* q_mem, cons
     });
 }
 
-// Attention Transition under a tiled prefill: the online softmax never holds a full row, so
-// the rows in this layer's bands are computed again on the full-row path, which edits them,
-// and overwrite the tiled result (a few percent of the prompt's rows in edited layers).
+// Attention Transition under a tiled prefill (or a few-row chunk on the split decode kernel):
+// the online softmax never holds a full row, so the rows in this layer's bands are computed
+// again on the full-row path, which edits them, and overwrite the first result (a few percent
+// of the prompt's rows in edited layers).
 void attend_banded_rows(const float* q, const float* q_group, const float* q_mem, const int32_t* q_pos,
                         int64_t n_tok, const KVCache& cache, int64_t layer, int64_t n_kv, const AttentionParams& p,
                         float* out, ThreadPool& pool, int n_threads) {
@@ -228,15 +229,18 @@ void attention(const float* q, const float* q_group, const int32_t* q_pos, int64
     // A capture needs every row whole, so it takes the per-row path.
     const bool tiled = n_tok * (p.n_head / p.n_head_kv) >= 16 && !p.capture;
     const bool f16 = cache.type() == KVType::F16;
+    const bool split_decode = !tiled && n_kv >= 2 * kMinKeysPerSplit && !p.memory && !p.capture;
     if (tiled && f16) attend_tiled<F16Rows>(q, q_group, q_mem, q_pos, n_tok, cache, layer, n_kv, p, out, pool, n_threads);
     else if (tiled) attend_tiled<Q8Rows>(q, q_group, q_mem, q_pos, n_tok, cache, layer, n_kv, p, out, pool, n_threads);
     // Decode over a long cache: split the keys too, so every thread has an equal share (no
     // memory or capture: those policies live in the per-row path).
-    else if (n_kv >= 2 * kMinKeysPerSplit && !p.memory && !p.capture)
+    else if (split_decode)
         attention_decode(q, q_group, q_pos, n_tok, cache, layer, n_kv, p, out, pool, n_threads);
     else if (f16) attend<F16Rows>(q, q_group, q_mem, q_pos, n_tok, cache, layer, n_kv, p, out, pool, n_threads);
     else attend<Q8Rows>(q, q_group, q_mem, q_pos, n_tok, cache, layer, n_kv, p, out, pool, n_threads);
-    if (tiled && p.transition.active())
+    // Neither the tiled nor the split decode kernel holds a full row (a prompt chunk of a few
+    // rows past 2 * kMinKeysPerSplit keys takes the latter): the banded rows are redone.
+    if ((tiled || split_decode) && p.transition.active())
         attend_banded_rows(q, q_group, q_mem, q_pos, n_tok, cache, layer, n_kv, p, out, pool, n_threads);
 }
 
