@@ -221,17 +221,16 @@ void attention(const float* q, const float* q_group, const int32_t* q_pos, int64
     const bool vec8 = s.head_dim % 8 == 0 && kv.kv_dim % 8 == 0;
     const int se_window = s.self_extend.enabled() ? static_cast<int>(s.self_extend.window) : 0;
     auto args = [&](auto kernel) {
-        kernel<<<grid, kTile, 0, stream>>>(q, q_group, q_pos, kv.k, kv.v, kv.kg, k_pos, step,
-                                           static_cast<int>(s.n_head), static_cast<int>(s.n_head_kv),
-                                           static_cast<int>(s.head_dim), static_cast<int>(kv.kv_dim), s.scale,
-                                           static_cast<int>(s.sliding_window), se_window, n_split, partial);
+        launch(kernel, grid, kTile, stream, false, q, q_group, q_pos, kv.k, kv.v, kv.kg, k_pos, step,
+               static_cast<int>(s.n_head), static_cast<int>(s.n_head_kv), static_cast<int>(s.head_dim),
+               static_cast<int>(kv.kv_dim), s.scale, static_cast<int>(s.sliding_window), se_window, n_split, partial);
     };
     if (vec8) args(attention_kernel<true>);
     else args(attention_kernel<false>);
     check_launch("attention");
     if (q8 && s.head_dim % 32 != 0) throw Error("attention: 8-bit output needs head_dim % 32 == 0 (a pyllong bug)");
-    merge_kernel<<<static_cast<unsigned>(rows), kMaxSplits, 0, stream>>>(partial, n_split, static_cast<int>(s.head_dim),
-                                                                         out, q8 ? *q8 : Q8Act{});
+    launch(merge_kernel, static_cast<unsigned>(rows), kMaxSplits, stream, false, partial, n_split,
+           static_cast<int>(s.head_dim), out, q8 ? *q8 : Q8Act{});
     check_launch("attention merge");
 }
 

@@ -1,10 +1,12 @@
-// Shared by the CUDA sources: error checks that throw DeviceError, and an owning device buffer.
+// Shared by the CUDA sources: error checks that throw DeviceError, an owning device buffer,
+// and the one kernel launch every source goes through.
 #pragma once
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
 #include <string>
+#include <utility>
 
 #include "core/error.h"
 
@@ -79,6 +81,13 @@ private:
     size_t n_ = 0;
 };
 
+// Built for the CUDA emulator (emu/prelude.h): launches run on the CPU as they are made.
+#ifdef PYLLONG_CUDA_EMULATED
+constexpr bool kEmulated = true;
+#else
+constexpr bool kEmulated = false;
+#endif
+
 inline int blocks_for(int64_t n, int threads) { return static_cast<int>((n + threads - 1) / threads); }
 
 // Programmatic dependent launch (Hopper and later): a kernel launched with it may start while
@@ -98,5 +107,32 @@ __device__ __forceinline__ void pdl_trigger() {
 }
 // Whether launches use it: compute capability 9.0 or later, unless PYLLONG_CUDA_PDL=0.
 bool pdl_enabled();
+
+// kernel<<<grid, block, 0, stream>>>(args...), with programmatic dependent launch when pdl
+// and the device has it. Under the CUDA emulator (emu/prelude.h) the grid runs on the CPU
+// before this returns.
+template <class... P, class... A>
+void launch(void (*kernel)(P...), dim3 grid, dim3 block, cudaStream_t stream, bool pdl, A&&... args) {
+#ifdef PYLLONG_CUDA_EMULATED
+    (void)stream;
+    (void)pdl;
+    emu::run_grid(grid, block, [&] { kernel(args...); });
+#else
+    if (pdl && pdl_enabled()) {
+        cudaLaunchConfig_t cfg{};
+        cfg.gridDim = grid;
+        cfg.blockDim = block;
+        cfg.stream = stream;
+        cudaLaunchAttribute attr[1];
+        attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        attr[0].val.programmaticStreamSerializationAllowed = 1;
+        cfg.attrs = attr;
+        cfg.numAttrs = 1;
+        check(cudaLaunchKernelEx(&cfg, kernel, std::forward<A>(args)...), "kernel launch");
+        return;
+    }
+    kernel<<<grid, block, 0, stream>>>(std::forward<A>(args)...);
+#endif
+}
 
 }  // namespace pyllong::cuda

@@ -196,7 +196,7 @@ Impl::Impl(const HParams& hp, const ModelWeights& w, const DeviceLayersParams& p
     chunk_ = DeviceBuffer<int32_t>(2 + 3 * nb_);
     chunk_host_ = PinnedBuffer<int32_t>(2 + 3 * nb_);
     const char* env = std::getenv("PYLLONG_CUDA_GRAPHS");
-    graphs_ = p.output && !timer_->on() && !(env && std::string(env) == "0");
+    graphs_ = p.output && !timer_->on() && !kEmulated && !(env && std::string(env) == "0");
     if (graphs_) {
         x_host_ = PinnedBuffer<float>(E);
         logits_host_ = PinnedBuffer<float>(hp.n_vocab);

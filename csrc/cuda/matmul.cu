@@ -98,11 +98,15 @@ constexpr bool packed_type(GGMLType t) { return t == GGMLType::Q4_0 || t == GGML
 
 // Weights are read once: past L1 (it keeps the activations, which every warp rereads).
 __device__ __forceinline__ uint4 load_streaming(const uint4* p) {
+#ifdef PYLLONG_CUDA_EMULATED
+    return *p;
+#else
     uint4 v;
     asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
                  : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
                  : "l"(p));
     return v;
+#endif
 }
 
 // Packed decode: warp per row, lane per 32-block (blocks lane, lane + 32, ...), U blocks'
@@ -314,28 +318,18 @@ void launch_gemv(const DeviceMatrix& W, const float* x, const Q8Act* xq, float* 
         const int nb = n_in / 32;
         const uint8_t* q = W.data.get();
         const uint8_t* s = q + static_cast<size_t>(W.n_out) * nb * Packed<T>::kQBytes;
-        cudaLaunchConfig_t cfg{};
-        cfg.gridDim = dim3(blocks_for(n_out, kGemvWarps));
-        cfg.blockDim = block;
-        cfg.stream = stream;
-        cudaLaunchAttribute pdl[1];
-        pdl[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-        pdl[0].val.programmaticStreamSerializationAllowed = 1;
-        cfg.attrs = pdl;
-        cfg.numAttrs = pdl_enabled() ? 1 : 0;
-        check(cudaLaunchKernelEx(&cfg, gemv_q8_kernel<T, NT, U>, q, s, nb, n_out,
-                                 static_cast<const int8_t*>(xq->q), static_cast<const float2*>(xq->ds), y, accumulate),
-              "gemv launch");
+        launch(gemv_q8_kernel<T, NT, U>, dim3(blocks_for(n_out, kGemvWarps)), block, stream, /*pdl=*/true, q, s, nb,
+               n_out, static_cast<const int8_t*>(xq->q), static_cast<const float2*>(xq->ds), y, accumulate);
     } else {
         constexpr int R = NT <= 2 ? 1 : 2;  // rows per block: activations are reused R times
         constexpr int U = NT <= 2 ? 4 : 2;  // steps in flight per lane
-        gemv_kernel<T, NT, R, U><<<blocks_for(n_out, R), block, 0, stream>>>(W.data.get(), W.row_bytes, n_in, n_out,
-                                                                             x, y, accumulate);
+        launch(gemv_kernel<T, NT, R, U>, blocks_for(n_out, R), block, stream, false, W.data.get(), W.row_bytes, n_in,
+               n_out, x, y, accumulate);
     }
 }
 
 template <GGMLType T>
-void launch(const DeviceMatrix& W, const float* x, const Q8Act* xq, float* y, int64_t n_tok, bool accumulate,
+void mat_mul_as(const DeviceMatrix& W, const float* x, const Q8Act* xq, float* y, int64_t n_tok, bool accumulate,
             cudaStream_t stream) {
     // Activations are read in float4s and int4s: rows of whole chunks keep them 16-byte aligned.
     if (n_tok <= kDecodeMaxTokens) {
@@ -358,10 +352,10 @@ void launch(const DeviceMatrix& W, const float* x, const Q8Act* xq, float* y, in
         const int64_t nb = W.n_in / 32;
         const uint8_t* q = W.data.get();
         const PackedRows<T> rows{q, q + W.n_out * nb * Packed<T>::kQBytes, nb};
-        gemm_kernel<<<grid, 256, 0, stream>>>(rows, n_in, n_out, x, y, nt, accumulate);
+        launch(gemm_kernel<PackedRows<T>>, grid, 256, stream, false, rows, n_in, n_out, x, y, nt, accumulate);
     } else {
-        gemm_kernel<<<grid, 256, 0, stream>>>(FileRows<T>{W.data.get(), W.row_bytes}, n_in, n_out, x, y, nt,
-                                              accumulate);
+        launch(gemm_kernel<FileRows<T>>, grid, 256, stream, false, FileRows<T>{W.data.get(), W.row_bytes}, n_in, n_out,
+               x, y, nt, accumulate);
     }
     check_launch("gemm");
 }
@@ -436,7 +430,7 @@ DeviceMatrix upload_matrix(GGMLType t, int64_t n_in, const std::vector<HostRows>
             const int64_t n = p.n_rows * nb;
             uint8_t* q = m.data.get() + row0 * nb * qb;
             uint8_t* s = m.data.get() + m.n_out * nb * qb + row0 * nb * sb;
-            repack_kernel<<<blocks_for(n, 256), 256>>>(staged.get(), n, qb, sb, q, s);
+            launch(repack_kernel, blocks_for(n, 256), 256, nullptr, false, staged.get(), n, qb, sb, q, s);
             check_launch("repack");
             check(cudaDeviceSynchronize(), "repack");  // before the staging buffer is freed
         }
@@ -451,7 +445,7 @@ void mat_mul(const DeviceMatrix& W, const float* x, const Q8Act* xq, float* y, i
         throw Error("mat_mul: packed weights in decode need 8-bit activations (a pyllong bug)");
     switch (W.type) {
 #define PYLLONG_CASE(name) \
-    case GGMLType::name: return launch<GGMLType::name>(W, x, xq, y, n_tok, accumulate, stream);
+    case GGMLType::name: return mat_mul_as<GGMLType::name>(W, x, xq, y, n_tok, accumulate, stream);
         PYLLONG_CUDA_TYPES(PYLLONG_CASE)
 #undef PYLLONG_CASE
         default:

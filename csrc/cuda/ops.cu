@@ -205,7 +205,7 @@ Q8Act q8_or_none(const Q8Act* q8, int64_t dim) {
 void quantize_q8(const float* x, int64_t n_tok, int64_t n_in, const Q8Act& xq, cudaStream_t stream) {
     if (n_in % 32 != 0) throw InvalidArgument("8-bit activations need rows of whole 32-blocks");
     if (n_tok == 0) return;
-    quantize_q8_kernel<<<grid(n_tok * n_in), kThreads, 0, stream>>>(x, n_tok * n_in, xq);
+    launch(quantize_q8_kernel, grid(n_tok * n_in), kThreads, stream, false, x, n_tok * n_in, xq);
     check_launch("quantize_q8");
 }
 void rms_norm(const float* x, const float* w, float* out, int64_t n, int64_t dim, float eps, cudaStream_t stream,
@@ -216,39 +216,39 @@ void rms_norm(const float* x, const float* w, float* out, int64_t n, int64_t dim
     const int64_t per = (n4 + threads - 1) / threads;
     const unsigned rows = static_cast<unsigned>(n), t = static_cast<unsigned>(threads);
     const int d = static_cast<int>(dim);
-    if (dim % 4 != 0 || per > 4) rms_norm_kernel<<<rows, kThreads, 0, stream>>>(x, w, out, d, eps, xq);
-    else if (per == 1) rms_norm_rows_kernel<1><<<rows, t, 0, stream>>>(x, w, out, d, eps, xq);
-    else if (per == 2) rms_norm_rows_kernel<2><<<rows, t, 0, stream>>>(x, w, out, d, eps, xq);
-    else rms_norm_rows_kernel<4><<<rows, t, 0, stream>>>(x, w, out, d, eps, xq);
+    if (dim % 4 != 0 || per > 4) launch(rms_norm_kernel, rows, kThreads, stream, false, x, w, out, d, eps, xq);
+    else if (per == 1) launch(rms_norm_rows_kernel<1>, rows, t, stream, false, x, w, out, d, eps, xq);
+    else if (per == 2) launch(rms_norm_rows_kernel<2>, rows, t, stream, false, x, w, out, d, eps, xq);
+    else launch(rms_norm_rows_kernel<4>, rows, t, stream, false, x, w, out, d, eps, xq);
     check_launch("rms_norm");
 }
 void layer_norm(const float* x, const float* w, const float* b, float* out, int64_t n, int64_t dim, float eps,
                 cudaStream_t stream, const Q8Act* q8) {
     if (n == 0) return;
-    layer_norm_kernel<<<static_cast<unsigned>(n), kThreads, 0, stream>>>(x, w, b, out, static_cast<int>(dim), eps,
-                                                                        q8_or_none(q8, dim));
+    launch(layer_norm_kernel, static_cast<unsigned>(n), kThreads, stream, false, x, w, b, out, static_cast<int>(dim),
+           eps, q8_or_none(q8, dim));
     check_launch("layer_norm");
 }
 void add_bias(float* x, const float* b, int64_t n, int64_t dim, cudaStream_t stream) {
     if (!b || n == 0) return;
-    add_bias_kernel<<<grid(n * dim), kThreads, 0, stream>>>(x, b, n, dim);
+    launch(add_bias_kernel, grid(n * dim), kThreads, stream, false, x, b, n, dim);
     check_launch("add_bias");
 }
 void swiglu(const float* gate, float* up, int64_t n, cudaStream_t stream) {
-    swiglu_kernel<<<grid(n), kThreads, 0, stream>>>(gate, up, n);
+    launch(swiglu_kernel, grid(n), kThreads, stream, false, gate, up, n);
     check_launch("swiglu");
 }
 void swiglu_fused(const float* gu, float* up, int64_t n_tok, int64_t F, cudaStream_t stream, const Q8Act* q8) {
-    swiglu_fused_kernel<<<grid(n_tok * F), kThreads, 0, stream>>>(gu, up, n_tok, F, q8_or_none(q8, F));
+    launch(swiglu_fused_kernel, grid(n_tok * F), kThreads, stream, false, gu, up, n_tok, F, q8_or_none(q8, F));
     check_launch("swiglu_fused");
 }
 void gelu(float* x, int64_t n, cudaStream_t stream) {
-    gelu_kernel<<<grid(n), kThreads, 0, stream>>>(x, n);
+    launch(gelu_kernel, grid(n), kThreads, stream, false, x, n);
     check_launch("gelu");
 }
 void split_qkv(const float* qkv, float* q, float* k, float* v, int64_t n, int64_t q_dim, int64_t kv_dim,
                cudaStream_t stream) {
-    split_qkv_kernel<<<grid(n * (q_dim + 2 * kv_dim)), kThreads, 0, stream>>>(qkv, q, k, v, n, q_dim, kv_dim);
+    launch(split_qkv_kernel, grid(n * (q_dim + 2 * kv_dim)), kThreads, stream, false, qkv, q, k, v, n, q_dim, kv_dim);
     check_launch("split_qkv");
 }
 void rope_store(float* q, float* k, const float* v, int64_t n, const DeviceKV& kv, const AttentionShape& s,
@@ -256,8 +256,7 @@ void rope_store(float* q, float* k, const float* v, int64_t n, const DeviceKV& k
     if (n == 0) return;
     const bool se = s.self_extend.enabled();
     const int64_t threads = n * (s.n_head + s.n_head_kv) * (s.head_dim / 2);
-    rope_store_kernel<<<grid(threads), kThreads, 0, stream>>>(
-        q, k, v, se ? b.qg : nullptr, kv.k, kv.v, se ? kv.kg : nullptr, b.pos, se ? b.qpos_g : nullptr,
+    launch(rope_store_kernel, grid(threads), kThreads, stream, false, q, k, v, se ? b.qg : nullptr, kv.k, kv.v, se ? kv.kg : nullptr, b.pos, se ? b.qpos_g : nullptr,
         se ? b.kpos_g : nullptr, b.step, b.cell_pos, n, static_cast<int>(s.n_head), static_cast<int>(s.n_head_kv),
         static_cast<int>(s.head_dim), static_cast<int>(b.n_rot), b.neox, b.inv_freq);
     check_launch("rope_store");
