@@ -445,7 +445,7 @@ def _add_model_args(s, default_ctx_help: str) -> None:
                    help="layers to run on the GPU (CUDA builds): N = the first N, -1 = all (default: 0, CPU only)")
     s.add_argument("--transition", type=_parse_transition, nargs="?", const="on", default=None,
                    metavar="ALPHA,BETA[,BANDS]",
-                   help="Attention Transition on the prompt pass (CPU layers): bare = the reference 0.5,0.1,2 "
+                   help="Attention Transition on the prompt pass (CPU and GPU layers): bare = the reference 0.5,0.1,2 "
                         "(default: off)")
 
 

@@ -209,9 +209,6 @@ class Model:
         extra = {"n_gpu_layers": self.n_gpu_layers} if self.n_gpu_layers else {}
         self.transition = check_transition(transition)
         if self.transition:
-            if self.n_gpu_layers:
-                raise InvalidArgumentError("transition runs in the CPU attention loop only; use n_gpu_layers=0 "
-                                           "with it, or transition=None")
             if mem_opts:
                 raise InvalidArgumentError("the kNN memory and the Attention Transition cannot be combined; "
                                            "choose one")

@@ -218,7 +218,6 @@ def test_model_option_forms():
 
 @pytest.mark.parametrize("bad,frag", [
     (dict(transition="yes"), "transition must be"), (dict(transition=pyllong.Transition), "transition must be"),
-    (dict(transition=True, n_gpu_layers=1), "CPU attention loop"),
 ])
 def test_model_rejects_bad_options(bad, frag):
     with pytest.raises(pyllong.InvalidArgumentError, match=frag):

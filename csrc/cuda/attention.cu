@@ -8,6 +8,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "cuda/attention_rows.cuh"
 #include "cuda/common.cuh"
 #include "cuda/kernels.cuh"
 #include "cuda/q8.cuh"
@@ -16,52 +17,10 @@ namespace pyllong::cuda {
 
 namespace {
 
-constexpr int kTile = 128;     // keys per tile = threads per block
-constexpr int kMaxHeadDim = 256;
+using namespace attention_rows;
 constexpr int kDimsPerThread = kMaxHeadDim / kTile;
 constexpr int kMaxSplits = 64;
 constexpr int kKeysPerSplit = 128;  // fewest keys worth a split of their own: one tile
-
-__device__ float block_max(float v, float* red) {
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-    __syncthreads();
-    if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = v;
-    __syncthreads();
-    float m = red[0];
-    for (int i = 1; i < kTile / 32; ++i) m = fmaxf(m, red[i]);
-    return m;
-}
-__device__ float block_sum(float v, float* red) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    __syncthreads();
-    if (threadIdx.x % 32 == 0) red[threadIdx.x / 32] = v;
-    __syncthreads();
-    float s = 0;
-    for (int i = 0; i < kTile / 32; ++i) s += red[i];
-    return s;
-}
-
-// Dot product of the query in shared memory with one cached f16 key row (hd elements).
-template <bool kVec8>
-__device__ __forceinline__ float dot_row(const float* q, const __half* k, int hd) {
-    float s = 0.0f;
-    if (kVec8) {  // 16-byte loads: the row starts 16-byte aligned (hd, kv_dim multiples of 8)
-        const uint4* p = reinterpret_cast<const uint4*>(k);
-#pragma unroll 4
-        for (int i = 0; i < hd / 8; ++i) {
-            const uint4 u = p[i];
-            const __half2* h = reinterpret_cast<const __half2*>(&u);
-#pragma unroll
-            for (int j = 0; j < 4; ++j) {
-                const float2 f = __half22float2(h[j]);
-                s += q[8 * i + 2 * j] * f.x + q[8 * i + 2 * j + 1] * f.y;
-            }
-        }
-    } else {
-        for (int d = 0; d < hd; ++d) s += q[d] * __half2float(k[d]);
-    }
-    return s;
-}
 
 // The partial result of one (row, split) in the scratch: acc (hd,), then m and l.
 template <class F>
@@ -97,11 +56,10 @@ __global__ void __launch_bounds__(kTile) attention_kernel(
         float s = -INFINITY;
         if (j < j_end) {
             const int32_t pk = k_pos[j];
-            const bool visible = pk <= pq && (sliding_window == 0 || pq - pk < sliding_window);
-            if (visible) {
+            if (visible(pq, pk, sliding_window)) {
                 const size_t off = static_cast<size_t>(j) * kv_dim + static_cast<size_t>(g) * hd;
-                const bool grouped = se_window > 0 && pq - pk >= se_window;
-                s = scale * (grouped ? dot_row<kVec8>(qgs, kgc + off, hd) : dot_row<kVec8>(qs, kc + off, hd));
+                s = scale * (grouped(pq, pk, se_window) ? dot_row<kVec8>(qgs, kgc + off, hd)
+                                                         : dot_row<kVec8>(qs, kc + off, hd));
             }
         }
         const float tmax = block_max(s, red);

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "attention/self_extend.h"
+#include "attention/transition.h"
 #include "model/hparams.h"
 #include "model/weights.h"
 #include "ops/rope.h"
@@ -20,6 +21,7 @@ struct DeviceLayersParams {
     int64_t n_ctx = 0, n_batch = 0;
     RopeParams rope;            // freq_factors points at host memory; copied to the device
     SelfExtend self_extend;
+    Transition transition;      // Attention Transition on prompt passes (off unless enabled)
     int64_t sliding_window = 0; // 0 = full causal attention
 };
 
@@ -32,8 +34,9 @@ public:
     // n_vocab) for rows [first_logit, n) (when output is on the device and logits is not
     // null) or copies the residual stream back into x for the CPU layers.
     // cell_pos: (cell + n,) the positions of every cell in use, the chunk's last.
+    // prompt_len: N of the prompt pass this chunk is part of (the Transition's bands), 0 = none.
     virtual void forward(float* x, const int32_t* cell_pos, int64_t n, int64_t cell, int64_t first_logit,
-                         float* logits) = 0;
+                         float* logits, int64_t prompt_len) = 0;
     // Context shift: cells [first, first + n) removed, later cells move down, their keys
     // rotated by -n. n_used: cells in use before the erase.
     virtual void shift(int64_t first, int64_t n, int64_t n_used) = 0;

@@ -59,8 +59,8 @@ public:
         timer_.reset();
         if (stream_) cudaStreamDestroy(stream_);
     }
-    void forward(float* x, const int32_t* cell_pos, int64_t n, int64_t cell, int64_t first_logit,
-                 float* logits) override;
+    void forward(float* x, const int32_t* cell_pos, int64_t n, int64_t cell, int64_t first_logit, float* logits,
+                 int64_t prompt_len) override;
     void shift(int64_t first, int64_t n, int64_t n_used) override;
     int64_t kv_bytes() const override { return kv_bytes_; }
     int64_t weight_bytes() const override { return weight_bytes_; }
@@ -84,6 +84,8 @@ private:
         Phase scope(*timer_, p);
         f();
     }
+    // Runs of consecutive chunk rows (first, count) in the Transition bands of layer l.
+    std::vector<std::pair<int64_t, int64_t>> band_runs(int64_t l, int64_t n) const;
     DeviceKV kv(Layer& L) const { return DeviceKV{L.k.get(), L.v.get(), L.kg.empty() ? nullptr : L.kg.get(), kv_dim_}; }
 
     const HParams& hp_;
@@ -92,6 +94,7 @@ private:
     int64_t q_dim_, kv_dim_, nb_;
     int64_t kv_bytes_ = 0, weight_bytes_ = 0;
     bool positions_dirty_ = true;
+    int64_t prompt_len_ = 0;           // of the chunk in flight (forward's prompt_len)
     cudaStream_t stream_ = nullptr;
     std::unique_ptr<PhaseTimer> timer_;
     std::vector<Layer> layers_;
@@ -111,6 +114,9 @@ private:
     // Scratch for one chunk of up to n_batch tokens.
     DeviceBuffer<float> x_, xn_, q_, k_, v_, qkv_, att_, gate_, up_, qg_, partial_, logits_;
     // (kDecodeMaxTokens, max n_in) 8-bit activations, and their (.., max n_in / 32) scales.
+    // Attention Transition: (trans_rows_, n_head, n_ctx) probability rows of banded queries.
+    DeviceBuffer<float> trans_;
+    int64_t trans_rows_ = 0;
     DeviceBuffer<int8_t> xq_bytes_;
     DeviceBuffer<float2> xq_scales_;
     Q8Act xq_;
@@ -142,8 +148,9 @@ Impl::Impl(const HParams& hp, const ModelWeights& w, const DeviceLayersParams& p
         partial = std::max(partial, attention_scratch_floats(n, hp.n_head, hp.head_dim,
                                                              attention_splits(n, hp.n_head, p.n_ctx)));
     const int64_t max_in = std::max({E, F, q_dim_});
+    if (p.transition.enabled) trans_rows_ = transition_scratch_rows(hp.n_head, p.n_ctx, nb_);
     const int64_t scratch = 4 * (nb_ * (3 * E + 3 * q_dim_ + 3 * kv_dim_ + 3 * F + q_dim_ + 2 * kv_dim_) + partial +
-                                 (p.output ? nb_ * hp.n_vocab : 0)) +
+                                 (p.output ? nb_ * hp.n_vocab : 0) + trans_rows_ * hp.n_head * p.n_ctx) +
                             kDecodeMaxTokens * (max_in + max_in / 32 * 8);
     const int64_t need = weight_bytes_ + kv_bytes_ + scratch + 8 * p.n_ctx;
     size_t free_b = 0, total_b = 0;
@@ -215,6 +222,20 @@ Impl::Impl(const HParams& hp, const ModelWeights& w, const DeviceLayersParams& p
     gate_ = DeviceBuffer<float>(nb_ * 2 * F);   // (n_batch, 2 * n_ff): fused gate|up for phi3
     up_ = DeviceBuffer<float>(nb_ * F);         // (n_batch, n_ff)
     partial_ = DeviceBuffer<float>(partial);
+    trans_ = DeviceBuffer<float>(trans_rows_ * hp.n_head * p.n_ctx);
+}
+
+std::vector<std::pair<int64_t, int64_t>> Impl::band_runs(int64_t l, int64_t n) const {
+    std::vector<std::pair<int64_t, int64_t>> runs;
+    const TransitionLayer tl = transition_layer(p_.transition, hp_.n_layer, l, prompt_len_);
+    if (!tl.active()) return runs;
+    const int32_t* pos = chunk_host_.get() + 2;  // (n,) the chunk's positions
+    for (int64_t t = 0; t < n; ++t) {
+        if (!tl.in_band(pos[t])) continue;
+        if (!runs.empty() && runs.back().first + runs.back().second == t) ++runs.back().second;
+        else runs.emplace_back(t, 1);
+    }
+    return runs;
 }
 
 void Impl::norm(const float* x, const DeviceBuffer<float>& w, const DeviceBuffer<float>& b, float* out, int64_t n,
@@ -236,7 +257,8 @@ void Impl::mul(const Matrix& W, const float* x, float* y, int64_t n, const Devic
     if (!bias.empty()) add_bias(y, bias.get(), n, W.n_out, stream_);
 }
 
-void Impl::forward(float* x, const int32_t* cell_pos, int64_t n, int64_t cell, int64_t first_logit, float* logits) {
+void Impl::forward(float* x, const int32_t* cell_pos, int64_t n, int64_t cell, int64_t first_logit, float* logits,
+                   int64_t prompt_len) {
     const int64_t E = hp_.n_embd;
     const SelfExtend& se = p_.self_extend;
     timer_->call_begin();
@@ -255,7 +277,10 @@ void Impl::forward(float* x, const int32_t* cell_pos, int64_t n, int64_t cell, i
         c[2 + n + t] = se.enabled() ? se.query_pos(pos) : 0;
         c[2 + 2 * n + t] = se.enabled() ? se.key_pos(pos) : 0;
     }
-    const bool graph = graphs_ && n == 1 && logits;
+    prompt_len_ = prompt_len;
+    bool banded = false;  // a chunk the Transition edits runs eagerly: the graph has no edits
+    for (int64_t l = 0; l < p_.n_gpu_layers && prompt_len > 0 && !banded; ++l) banded = !band_runs(l, n).empty();
+    const bool graph = graphs_ && n == 1 && logits && !banded;
     if (graph) {
         std::memcpy(x_host_.get(), x, E * sizeof(float));
         if (!decode_graph_) {  // capture once: every launch reads cell and n_kv from the device
@@ -318,7 +343,8 @@ void Impl::layers(int64_t n, int n_split, int64_t first_logit, bool logits) {
 
     float* xd = x_.get();
     float* xn = xn_.get();
-    for (Layer& L : layers_) {
+    for (int64_t li = 0; li < static_cast<int64_t>(layers_.size()); ++li) {
+        Layer& L = layers_[li];
         // xn is quantized by the norm when a matmul reading it wants 8-bit input (the flag
         // passed to those matmuls); phi2's FFN reads xn after wo has reused xq_, so quantizes anew.
         const bool fused_qkv = !L.wqkv.empty();
@@ -339,9 +365,17 @@ void Impl::layers(int64_t n, int n_split, int64_t first_logit, bool logits) {
             mul(L.wk, xn, k, n, {}, false, qkv_q8);
             mul(L.wv, xn, v, n, {}, false, qkv_q8);
         }
-        const bool wo_q8 = uses_q8(L.wo, n) && hp_.head_dim % 32 == 0;  // the merge quantizes
-        timed(PhaseTimer::Attention,
-              [&] { attention_step(q, k, v, n, kv(L), shape, sb, att_.get(), stream_, wo_q8 ? &xq_ : nullptr); });
+        // Banded rows are redone after the merge, so it does not quantize for wo then.
+        const auto bands = band_runs(li, n);
+        const bool wo_q8 = uses_q8(L.wo, n) && hp_.head_dim % 32 == 0 && bands.empty();  // the merge quantizes
+        timed(PhaseTimer::Attention, [&] {
+            attention_step(q, k, v, n, kv(L), shape, sb, att_.get(), stream_, wo_q8 ? &xq_ : nullptr);
+            const TransitionLayer tl = transition_layer(p_.transition, hp_.n_layer, li, prompt_len_);
+            for (const auto& [t0, count] : bands)
+                transition_rows(q, shape.self_extend.enabled() ? sb.qg : nullptr, sb.pos, t0, count, kv(L),
+                                sb.cell_pos, sb.step, shape, tl, trans_.get(), trans_rows_, p_.n_ctx, att_.get(),
+                                stream_);
+        });
         mul(L.wo, att_.get(), xd, n, L.bo, /*accumulate=*/true, wo_q8);  // x += attention output
         // FFN input: the same normed x (parallel residual, phi2) or a second norm of x + attn.
         const bool ffn_q8 = !arch.parallel_residual && any_q8({&L.w_gu, &L.w_gate, &L.w_up}, n);

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "attention/self_extend.h"
+#include "attention/transition.h"
 #include "cuda/common.cuh"
 #include "gguf/types.h"
 #include "ops/rope.h"
@@ -120,5 +121,15 @@ void attention_step(float* q, float* k, const float* v, int64_t n, const DeviceK
                     const StepBuffers& b, float* out, cudaStream_t stream, const Q8Act* q8 = nullptr);
 void rope_store(float* q, float* k, const float* v, int64_t n, const DeviceKV& kv, const AttentionShape& s,
                 const StepBuffers& b, cudaStream_t stream);
+
+// Attention Transition: rows [t0, t0 + n_rows) of a prompt chunk, all in the bands of tl,
+// attended again with their probabilities edited (attention/transition.h), overwriting their
+// rows of out (n_tok, n_head * hd). q, q_group, q_pos, kv, k_pos, step as for attention.
+// scratch: (scratch_rows, n_head, n_ctx) floats, scratch_rows from transition_scratch_rows.
+int64_t transition_scratch_rows(int64_t n_head, int64_t n_ctx, int64_t n_batch);
+void transition_rows(const float* q, const float* q_group, const int32_t* q_pos, int64_t t0, int64_t n_rows,
+                     const DeviceKV& kv, const int32_t* k_pos, const int32_t* step, const AttentionShape& s,
+                     const TransitionLayer& tl, float* scratch, int64_t scratch_rows, int64_t n_ctx, float* out,
+                     cudaStream_t stream);
 
 }  // namespace pyllong::cuda

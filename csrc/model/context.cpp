@@ -49,9 +49,6 @@ static const ContextParams& validated(const ContextParams& p, const HParams& hp)
         throw InvalidArgument("the GPU keeps its KV cache in f16: use kv_type f16 with n_gpu_layers");
     if (p.memory.enabled() && p.transition.enabled)  // memory windows restart positions; bands need prompt positions
         throw InvalidArgument("kNN memory and the Attention Transition cannot be combined; choose one");
-    if (p.transition.enabled && p.n_gpu_layers != 0)
-        throw InvalidArgument("the Attention Transition runs in the CPU attention loop only: use n_gpu_layers 0 "
-                              "with it, or turn it off");
     if (p.n_gpu_layers < -1)
         throw InvalidArgument("n_gpu_layers must be -1 (all), 0 (CPU only) or a layer count, got " +
                               std::to_string(p.n_gpu_layers));
@@ -111,6 +108,7 @@ Context::Context(std::shared_ptr<const ModelFile> model, const ContextParams& pa
         dp.n_batch = params_.n_batch;
         dp.rope = rope_;
         dp.self_extend = params_.self_extend;
+        dp.transition = params_.transition;
         dp.sliding_window = attn_.sliding_window;
         gpu_ = cuda::make_device_layers(hp_, w_, dp);
     }
@@ -180,7 +178,7 @@ void Context::forward(const int32_t* tokens, const int32_t* pos, int64_t n, int6
 
     if (gpu_) {  // layers [0, n_gpu_) on the device; with all of them, the logits too
         const bool all = n_gpu_ == hp_.n_layer;
-        gpu_->forward(x, cache_.positions(), n, cell, first_logit, all ? logits : nullptr);
+        gpu_->forward(x, cache_.positions(), n, cell, first_logit, all ? logits : nullptr, prompt_len_);
         if (all) {
             cache_.set_used(cell + n);
             return;

@@ -23,7 +23,7 @@ struct ContextParams {
     SelfExtend self_extend;  // off by default
     MemoryParams memory;     // kNN memory, off by default (see context_memory.cpp)
     int64_t n_gpu_layers = 0;  // layers [0, n) on the GPU; -1 (or >= n_layer) = all, with the output head
-    Transition transition;     // Attention Transition on prompt passes; off by default (CPU layers only)
+    Transition transition;     // Attention Transition on prompt passes; off by default
 };
 
 class Context {

@@ -126,7 +126,7 @@ std::vector<Option> option_table() {
         {"-ngl, --n-gpu-layers", "N", "layers to run on the GPU (CUDA builds): N = the first N, -1 = all "
                                       "(default: 0, CPU only)",
          [](ChatOptions& o, auto& n, auto& v) { o.n_gpu_layers = parse_int(n, v, -1, 1 << 20); }},
-        {"--transition", "", "Attention Transition on the prompt pass (CPU layers); --transition=ALPHA,BETA[,BANDS] "
+        {"--transition", "", "Attention Transition on the prompt pass (CPU and GPU layers); --transition=ALPHA,BETA[,BANDS] "
                              "sets its options (default: off; bare = the reference 0.5,0.1,2)",
          [](ChatOptions& o, auto& n, auto& v) {
              o.transition = Transition{true};
