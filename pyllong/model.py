@@ -216,9 +216,7 @@ class Model:
         if self.self_extend:
             self._ctx = (_context_factory or _native_context)(*factory_args, self.self_extend, **extra)
         elif mem_opts:
-            if self.n_gpu_layers:
-                raise InvalidArgumentError("the kNN memory runs on the CPU: use n_gpu_layers=0 with memory")
-            self._ctx = (_context_factory or _native_context)(*factory_args, None, memory=mem_opts)
+            self._ctx = (_context_factory or _native_context)(*factory_args, None, memory=mem_opts, **extra)
         else:
             self._ctx = (_context_factory or _native_context)(*factory_args, **extra)
         self._tokens: list[int] = []           # ids in the KV cache, in order

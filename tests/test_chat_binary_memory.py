@@ -186,8 +186,6 @@ def assert_one_line_error(res, code):
     (["--memory=1"], "takes no value"),
     (["--memory-mode", "fot", "--memory-index", "ivf"], "--memory-mode knn"),
     (["--memory", "--evict", "shift"], "--evict rebuild"),
-    (["--memory-k", "8", "-ngl", "1"], "-ngl 0"),
-    (["--memory", "-ngl", "-1"], "-ngl 0"),
     (["--memory", "--self-extend", "2,8"], "--self-extend"),
     (["--memory", "--transition"], "Attention Transition"),
 ])

@@ -178,6 +178,31 @@ def test_transition_model_matches_cpu(n_gpu_layers, n_batch):
 
 
 @needs_gpu
+@pytest.mark.parametrize("mode,k,distance", [("fot", 0, 0), ("knn", 3, 0), ("fot", 0, 6)])
+@pytest.mark.parametrize("n_gpu_layers", [-1, 1])
+def test_memory_model_matches_cpu(mode, k, distance, n_gpu_layers):
+    # Memory layers 0 and 1 of 2: with one layer on the GPU, one memory layer on each side.
+    # A prompt into memory, decode across flushes, a long input onto a non-empty window.
+    path = syn.cached_model(**syn.preset_params("tiny-llama-bpe"))
+    mem = dict(layers=[0, 1], window=16, last_context_length=8, mode=mode, k=k, cap=0, distance=distance)
+    toks = np.random.default_rng(5).integers(0, 512, 110).tolist()
+    ctxs = [_core.Context(_core.ModelFile(path), n_ctx=16, n_threads=2, memory=mem, n_gpu_layers=ngl)
+            for ngl in (0, n_gpu_layers)]
+    cpu, gpu = ([c.eval(toks[:50], True)] for c in ctxs)
+    for t in toks[50:82]:
+        cpu.append(ctxs[0].eval([t], False))
+        gpu.append(ctxs[1].eval([t], False))
+    cpu.append(ctxs[0].eval(toks[82:], True))
+    gpu.append(ctxs[1].eval(toks[82:], True))
+    assert ctxs[1].memory.size == ctxs[0].memory.size > 50 and ctxs[1].n_past == ctxs[0].n_past
+    assert _rel_err(np.concatenate(gpu), np.concatenate(cpu)) < 2e-3
+    # layer 0's memory matters (on the GPU in both cases): without it the logits differ
+    only_1 = _core.Context(_core.ModelFile(path), n_ctx=16, n_threads=2, n_gpu_layers=n_gpu_layers,
+                           memory=dict(mem, layers=[1]))
+    assert _rel_err(only_1.eval(toks[:50], True), cpu[0]) > 1e-2
+
+
+@needs_gpu
 def test_context_shift_on_gpu_matches_reference():
     path = syn.cached_model(**syn.preset_params("tiny-llama-bpe", n_layer=1))
     toks = list(range(10, 40))

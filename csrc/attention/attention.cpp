@@ -107,7 +107,13 @@ void attend(const float* q, const float* q_group, const float* q_mem, const int3
             }
         }
     });
-    if (n_split > 1) fold_memory_split(n_tok, p, mp, n_split, rows_m, rows_l, out, pool, n_threads);
+    if (n_split > 1) {
+        fold_memory_split(n_tok, p, mp, n_split, rows_m, rows_l, out, pool, n_threads);
+        for (int64_t row = 0; row < n_tok * p.n_head; ++row) {
+            const float inv = rows_l[row] > 0 ? 1.0f / rows_l[row] : 0.0f;
+            for (int64_t d = 0; d < hd; ++d) out[row * hd + d] *= inv;
+        }
+    }
 }
 
 
@@ -251,7 +257,7 @@ void attention_step(float* q, float* k, const float* v, const int32_t* pos, int6
     const SelfExtend& se = p.self_extend;
     // Memory seen at a fixed distance D: memory keys are unrotated, so a query rotated at D
     // sees each at relative distance D (RoPE depends on the difference). From the unrotated q.
-    const int64_t mem_distance = p.memory && p.memory->slot(layer) >= 0 ? p.memory->params().distance : 0;
+    const int64_t mem_distance = p.memory && p.memory->slot(layer + p.first_layer) >= 0 ? p.memory->params().distance : 0;
     if (mem_distance > 0) {
         std::vector<int32_t> dpos(static_cast<size_t>(n), static_cast<int32_t>(mem_distance));  // (n,)
         std::memcpy(scratch_q, q, n * q_dim * sizeof(float));

@@ -24,6 +24,7 @@ struct AttentionParams {
     // kNN memory: the memory layers' queries also attend to these keys, in the same softmax
     // (see memory/kv_memory.h). Null = no memory.
     const KVMemory* memory = nullptr;
+    int64_t first_layer = 0;  // the model layer of cache layer 0 (the layers before it run on the GPU)
 };
 
 // q: (n_tok, n_head * head_dim) rotated queries at positions q_pos (n_tok,); q_group: the

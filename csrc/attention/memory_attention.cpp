@@ -59,7 +59,7 @@ MemoryPolicy memory_policy(const AttentionParams& p, int64_t layer, const float*
     if (!p.memory) return mp;
     mp.mem = p.memory;
     mp.q = q_mem ? q_mem : q;
-    mp.slot = p.memory->slot(layer);
+    mp.slot = p.memory->slot(layer + p.first_layer);
     mp.knn = p.memory->params().mode == MemoryMode::Knn;
     mp.k = p.memory->params().k;
     mp.n_probe = p.memory->params().n_probe;
@@ -200,10 +200,35 @@ void fold_memory_split(int64_t n_tok, const AttentionParams& p, const MemoryPoli
                     m = m_new;
                 }
             }
-            const float inv = l > 0 ? 1.0f / l : 0.0f;
-            for (int64_t d = 0; d < hd; ++d) o[d] *= inv;
         }
     });
+}
+
+void memory_states(int64_t n_tok, const AttentionParams& p, const MemoryPolicy& mp, float* partial, ThreadPool& pool,
+                   int n_threads) {
+    const int64_t hd = p.head_dim, group = p.n_head / p.n_head_kv, n_rows = n_tok * p.n_head;
+    std::vector<float> m(static_cast<size_t>(n_rows), -INFINITY), l(m.size(), 0.0f);
+    std::vector<float> acc(static_cast<size_t>(n_rows * hd), 0.0f);  // (n_rows, hd)
+    const int64_t n_items = n_tok * p.n_head_kv;
+    const int64_t n_split = memory_split(mp, n_items, n_threads);
+    if (n_split > 1) {
+        fold_memory_split(n_tok, p, mp, n_split, m, l, acc.data(), pool, n_threads);
+    } else if (mp.n() > 0) {
+        pool.run(n_threads, [&](int ith, int nth) {
+            std::vector<float> ms;
+            std::vector<std::pair<float, int32_t>> cand;
+            for (int64_t item = ith; item < n_items; item += nth) {
+                const int64_t row0 = item / p.n_head_kv * p.n_head + item % p.n_head_kv * group;
+                fold_memory_rows(mp.q + row0 * hd, group, mp.head(item % p.n_head_kv), mp, hd, p.scale, m.data() + row0,
+                                 l.data() + row0, acc.data() + row0 * hd, ms, cand);
+            }
+        });
+    }
+    for (int64_t row = 0; row < n_rows; ++row) {
+        std::copy_n(acc.data() + row * hd, hd, partial + row * (hd + 2));
+        partial[row * (hd + 2) + hd] = m[row];
+        partial[row * (hd + 2) + hd + 1] = l[row];
+    }
 }
 
 }  // namespace pyllong::attn

@@ -57,10 +57,16 @@ void fold_memory_tiles(const float* const* rows, int64_t nr, const MemoryHead& m
 // Returns the number of blocks, 1 = fold inside the item loop.
 int64_t memory_split(const MemoryPolicy& mp, int64_t n_items, int n_threads);
 
-// rows_m, rows_l (n_tok * n_head,): the local part's running max and sum; out: the local
-// part's unnormalized outputs (n_tok, n_head * hd), normalized here after the merge.
+// rows_m, rows_l (n_tok * n_head,): the rows' running max and sum; out: their unnormalized
+// outputs (n_tok, n_head * hd); the memory's blocks are merged into all three.
 void fold_memory_split(int64_t n_tok, const AttentionParams& p, const MemoryPolicy& mp, int64_t n_split,
                        std::vector<float>& rows_m, std::vector<float>& rows_l, float* out, ThreadPool& pool,
                        int n_threads);
+
+// The memory part alone, for attention computed elsewhere (the GPU) and merged by
+// log-sum-exp there: each (token, head) row of mp.q folds its memory keys into an empty
+// state, written to partial (n_tok * n_head, hd + 2) as acc (hd,), m, l.
+void memory_states(int64_t n_tok, const AttentionParams& p, const MemoryPolicy& mp, float* partial, ThreadPool& pool,
+                   int n_threads);
 
 }  // namespace pyllong::attn

@@ -33,7 +33,7 @@ __global__ void __launch_bounds__(kTile) attention_kernel(
     const float* __restrict__ q, const float* __restrict__ q_group, const int32_t* __restrict__ q_pos,
     const __half* __restrict__ kc, const __half* __restrict__ vc, const __half* __restrict__ kgc,
     const int32_t* __restrict__ k_pos, const int32_t* __restrict__ step, int n_head, int n_head_kv, int hd, int kv_dim, float scale,
-    int sliding_window, int se_window, int n_split, float* __restrict__ partial) {
+    int sliding_window, int se_window, int n_split, int split_stride, float* __restrict__ partial) {
     __shared__ float qs[kMaxHeadDim], qgs[kMaxHeadDim], p[kTile], red[kTile / 32];
     const int64_t row = blockIdx.x;  // t * n_head + h
     const int t = static_cast<int>(row / n_head), h = static_cast<int>(row % n_head);
@@ -100,7 +100,7 @@ __global__ void __launch_bounds__(kTile) attention_kernel(
 #pragma unroll
     for (int i = 0; i < kDimsPerThread; ++i) sum[tid + i * kTile] = acc[i];
     __syncthreads();
-    float* out = split_at(partial, row, split, n_split, hd);
+    float* out = split_at(partial, row, split, split_stride, hd);
     for (int d = tid; d < hd; d += kTile) {
         float a = 0.0f;
         for (int part = 0; part < parts; ++part) {
@@ -161,33 +161,38 @@ int splits_for(int64_t n_rows, int64_t n_kv) {
 
 }  // namespace
 
-int attention_splits(int64_t n_tok, int64_t n_head, int64_t n_kv_bound) { return splits_for(n_tok * n_head, n_kv_bound); }
+int attention_splits(int64_t n_tok, int64_t n_head, int64_t n_kv_bound, int reserved) {
+    return std::max(1, std::min(splits_for(n_tok * n_head, n_kv_bound), kMaxSplits - reserved));
+}
 
 int64_t attention_scratch_floats(int64_t n_tok, int64_t n_head, int64_t head_dim, int n_split) {
     return n_tok * n_head * n_split * (head_dim + 2);
 }
 
 void attention(const float* q, const float* q_group, const int32_t* q_pos, int64_t n_tok, const DeviceKV& kv,
-               const int32_t* k_pos, const int32_t* step, int n_split, const AttentionShape& s, float* out,
+               const int32_t* k_pos, const int32_t* step, int n_split, int n_extra, const AttentionShape& s, float* out,
                float* partial, int64_t partial_floats, cudaStream_t stream, const Q8Act* q8) {
     if (s.head_dim > kMaxHeadDim)
         throw InvalidArgument("the CUDA attention kernel supports head dimensions up to " +
                               std::to_string(kMaxHeadDim) + "; this model's is " + std::to_string(s.head_dim));
     const int64_t rows = n_tok * s.n_head;
-    if (rows * n_split * (s.head_dim + 2) > partial_floats) throw Error("attention scratch too small (a pyllong bug)");
+    const int n_total = n_split + n_extra;
+    if (rows * n_total * (s.head_dim + 2) > partial_floats || n_total > kMaxSplits)
+        throw Error("attention scratch too small (a pyllong bug)");
     const dim3 grid(static_cast<unsigned>(rows), static_cast<unsigned>(n_split));
     const bool vec8 = s.head_dim % 8 == 0 && kv.kv_dim % 8 == 0;
     const int se_window = s.self_extend.enabled() ? static_cast<int>(s.self_extend.window) : 0;
     auto args = [&](auto kernel) {
         launch(kernel, grid, kTile, stream, false, q, q_group, q_pos, kv.k, kv.v, kv.kg, k_pos, step,
                static_cast<int>(s.n_head), static_cast<int>(s.n_head_kv), static_cast<int>(s.head_dim),
-               static_cast<int>(kv.kv_dim), s.scale, static_cast<int>(s.sliding_window), se_window, n_split, partial);
+               static_cast<int>(kv.kv_dim), s.scale, static_cast<int>(s.sliding_window), se_window, n_split, n_total,
+               partial);
     };
     if (vec8) args(attention_kernel<true>);
     else args(attention_kernel<false>);
     check_launch("attention");
     if (q8 && s.head_dim % 32 != 0) throw Error("attention: 8-bit output needs head_dim % 32 == 0 (a pyllong bug)");
-    launch(merge_kernel, static_cast<unsigned>(rows), kMaxSplits, stream, false, partial, n_split,
+    launch(merge_kernel, static_cast<unsigned>(rows), kMaxSplits, stream, false, partial, n_total,
            static_cast<int>(s.head_dim), out, q8 ? *q8 : Q8Act{});
     check_launch("attention merge");
 }
@@ -195,7 +200,7 @@ void attention(const float* q, const float* q_group, const int32_t* q_pos, int64
 void attention_step(float* q, float* k, const float* v, int64_t n, const DeviceKV& kv, const AttentionShape& s,
                     const StepBuffers& b, float* out, cudaStream_t stream, const Q8Act* q8) {
     rope_store(q, k, v, n, kv, s, b, stream);
-    attention(q, s.self_extend.enabled() ? b.qg : nullptr, b.pos, n, kv, b.cell_pos, b.step, b.n_split, s, out,
+    attention(q, s.self_extend.enabled() ? b.qg : nullptr, b.pos, n, kv, b.cell_pos, b.step, b.n_split, b.n_extra, s, out,
               b.partial, b.partial_floats, stream, q8);
 }
 

@@ -14,6 +14,20 @@
 
 namespace pyllong::cuda {
 
+// The kNN memory's side of the device layers: the memory lives in host RAM (with its index),
+// so the host computes a memory layer's memory part and the device merges it into the
+// layer's attention by log-sum-exp (as one more key split).
+class MemorySide {
+public:
+    virtual ~MemorySide() = default;
+    // Whether `layer` (model index) attends to memory keys now (a memory layer, memory not empty).
+    virtual bool active(int64_t layer) const = 0;
+    // q: (n, n_head * hd) the chunk's unrotated queries at positions pos (n,). Writes, per
+    // (token, head) row, the softmax state of its memory keys: partial (n * n_head, hd + 2) =
+    // acc (hd,), m, l.
+    virtual void fold(int64_t layer, const float* q, const int32_t* pos, int64_t n, float* partial) = 0;
+};
+
 // What the device needs to run a prefix of the model's layers.
 struct DeviceLayersParams {
     int64_t n_gpu_layers = 0;   // layers [0, n_gpu_layers) run on the device
@@ -22,6 +36,7 @@ struct DeviceLayersParams {
     RopeParams rope;            // freq_factors points at host memory; copied to the device
     SelfExtend self_extend;
     Transition transition;      // Attention Transition on prompt passes (off unless enabled)
+    MemorySide* memory = nullptr;  // the kNN memory, or null
     int64_t sliding_window = 0; // 0 = full causal attention
 };
 
@@ -40,6 +55,9 @@ public:
     // Context shift: cells [first, first + n) removed, later cells move down, their keys
     // rotated by -n. n_used: cells in use before the erase.
     virtual void shift(int64_t first, int64_t n, int64_t n_used) = 0;
+    // Cells [0, n) of device layer `layer`'s cache as floats: k, v (n, kv_dim) each (keys rotated
+    // at their positions, as stored).
+    virtual void read_kv(int64_t layer, int64_t n, float* k, float* v) const = 0;
     virtual int64_t kv_bytes() const = 0;
     virtual int64_t weight_bytes() const = 0;
 };

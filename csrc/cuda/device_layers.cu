@@ -62,6 +62,7 @@ public:
     void forward(float* x, const int32_t* cell_pos, int64_t n, int64_t cell, int64_t first_logit, float* logits,
                  int64_t prompt_len) override;
     void shift(int64_t first, int64_t n, int64_t n_used) override;
+    void read_kv(int64_t layer, int64_t n, float* k, float* v) const override;
     int64_t kv_bytes() const override { return kv_bytes_; }
     int64_t weight_bytes() const override { return weight_bytes_; }
 
@@ -84,6 +85,9 @@ private:
         Phase scope(*timer_, p);
         f();
     }
+    // The kNN memory's part of layer l's attention for the chunk's n unrotated queries q,
+    // computed by the host into the extra split of the attention scratch; sets b.n_extra.
+    void fold_memory(int64_t l, const float* q, int64_t n, StepBuffers& b);
     // Runs of consecutive chunk rows (first, count) in the Transition bands of layer l.
     std::vector<std::pair<int64_t, int64_t>> band_runs(int64_t l, int64_t n) const;
     DeviceKV kv(Layer& L) const { return DeviceKV{L.k.get(), L.v.get(), L.kg.empty() ? nullptr : L.kg.get(), kv_dim_}; }
@@ -117,6 +121,8 @@ private:
     // Attention Transition: (trans_rows_, n_head, n_ctx) probability rows of banded queries.
     DeviceBuffer<float> trans_;
     int64_t trans_rows_ = 0;
+    // kNN memory: the chunk's queries (n_batch, q_dim) down, memory states (n_batch * n_head, hd + 2) up.
+    PinnedBuffer<float> mem_q_, mem_states_;
     DeviceBuffer<int8_t> xq_bytes_;
     DeviceBuffer<float2> xq_scales_;
     Q8Act xq_;
@@ -143,10 +149,11 @@ Impl::Impl(const HParams& hp, const ModelWeights& w, const DeviceLayersParams& p
     }
     if (p.output) weight_bytes_ += bytes_of(w.output) + bytes_of(w.output_norm) + bytes_of(w.output_b);
     kv_bytes_ = n_gpu * p.n_ctx * kv_dim_ * 2 * (se ? 3 : 2);
+    const int extra = p.memory ? 1 : 0;  // the kNN memory's split
     int64_t partial = 0;  // the attention scratch of the largest split of any chunk length
     for (int64_t n = 1; n <= nb_; ++n)
         partial = std::max(partial, attention_scratch_floats(n, hp.n_head, hp.head_dim,
-                                                             attention_splits(n, hp.n_head, p.n_ctx)));
+                                                             attention_splits(n, hp.n_head, p.n_ctx, extra) + extra));
     const int64_t max_in = std::max({E, F, q_dim_});
     if (p.transition.enabled) trans_rows_ = transition_scratch_rows(hp.n_head, p.n_ctx, nb_);
     const int64_t scratch = 4 * (nb_ * (3 * E + 3 * q_dim_ + 3 * kv_dim_ + 3 * F + q_dim_ + 2 * kv_dim_) + partial +
@@ -203,7 +210,8 @@ Impl::Impl(const HParams& hp, const ModelWeights& w, const DeviceLayersParams& p
     chunk_ = DeviceBuffer<int32_t>(2 + 3 * nb_);
     chunk_host_ = PinnedBuffer<int32_t>(2 + 3 * nb_);
     const char* env = std::getenv("PYLLONG_CUDA_GRAPHS");
-    graphs_ = p.output && !timer_->on() && !kEmulated && !(env && std::string(env) == "0");
+    // Not with the kNN memory: the host computes its part in the middle of the pass.
+    graphs_ = p.output && !timer_->on() && !kEmulated && !p.memory && !(env && std::string(env) == "0");
     if (graphs_) {
         x_host_ = PinnedBuffer<float>(E);
         logits_host_ = PinnedBuffer<float>(hp.n_vocab);
@@ -222,7 +230,35 @@ Impl::Impl(const HParams& hp, const ModelWeights& w, const DeviceLayersParams& p
     gate_ = DeviceBuffer<float>(nb_ * 2 * F);   // (n_batch, 2 * n_ff): fused gate|up for phi3
     up_ = DeviceBuffer<float>(nb_ * F);         // (n_batch, n_ff)
     partial_ = DeviceBuffer<float>(partial);
+    if (p.memory) {
+        mem_q_ = PinnedBuffer<float>(nb_ * q_dim_);
+        mem_states_ = PinnedBuffer<float>(nb_ * hp.n_head * (hp.head_dim + 2));
+    }
     trans_ = DeviceBuffer<float>(trans_rows_ * hp.n_head * p.n_ctx);
+}
+
+void Impl::fold_memory(int64_t l, const float* q, int64_t n, StepBuffers& b) {
+    b.n_extra = 0;
+    if (!p_.memory || !p_.memory->active(l)) return;
+    Phase ph(*timer_, PhaseTimer::Transfer);
+    const int64_t hd = hp_.head_dim, rows = n * hp_.n_head;
+    check(cudaMemcpyAsync(mem_q_.get(), q, n * q_dim_ * sizeof(float), cudaMemcpyDeviceToHost, stream_), "download q");
+    check(cudaStreamSynchronize(stream_), "download q");
+    p_.memory->fold(l, mem_q_.get(), chunk_host_.get() + 2, n, mem_states_.get());
+    const size_t width = (hd + 2) * sizeof(float);  // one (row, split) state
+    check(cudaMemcpy2DAsync(b.partial + b.n_split * (hd + 2), (b.n_split + 1) * width, mem_states_.get(), width, width,
+                            rows, cudaMemcpyHostToDevice, stream_),
+          "upload memory states");
+    b.n_extra = 1;
+}
+
+void Impl::read_kv(int64_t layer, int64_t n, float* k, float* v) const {
+    const Layer& L = layers_.at(layer);
+    std::vector<uint16_t> rows(static_cast<size_t>(n * kv_dim_));  // (n, kv_dim) f16 bits
+    for (auto [src, dst] : {std::pair{L.k.get(), k}, std::pair{L.v.get(), v}}) {
+        check(cudaMemcpy(rows.data(), src, rows.size() * 2, cudaMemcpyDeviceToHost), "download cache");
+        for (size_t i = 0; i < rows.size(); ++i) dst[i] = fp16_to_fp32(rows[i]);
+    }
 }
 
 std::vector<std::pair<int64_t, int64_t>> Impl::band_runs(int64_t l, int64_t n) const {
@@ -288,7 +324,7 @@ void Impl::forward(float* x, const int32_t* cell_pos, int64_t n, int64_t cell, i
             check(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal), "begin capture");
             check(cudaMemcpyAsync(chunk_.get(), c, 5 * sizeof(int32_t), cudaMemcpyHostToDevice, stream_), "upload");
             check(cudaMemcpyAsync(x_.get(), x_host_.get(), E * sizeof(float), cudaMemcpyHostToDevice, stream_), "upload");
-            layers(1, attention_splits(1, hp_.n_head, p_.n_ctx), 0, true);
+            layers(1, attention_splits(1, hp_.n_head, p_.n_ctx, p_.memory ? 1 : 0), 0, true);
             check(cudaMemcpyAsync(logits_host_.get(), logits_.get(), hp_.n_vocab * sizeof(float),
                                   cudaMemcpyDeviceToHost, stream_), "download logits");
             check(cudaStreamEndCapture(stream_, &g), "end capture");
@@ -306,7 +342,7 @@ void Impl::forward(float* x, const int32_t* cell_pos, int64_t n, int64_t cell, i
     check(cudaMemcpyAsync(chunk_.get(), c, (2 + 3 * n) * sizeof(int32_t), cudaMemcpyHostToDevice, stream_), "upload");
     check(cudaMemcpyAsync(x_.get(), x, n * E * sizeof(float), cudaMemcpyHostToDevice, stream_), "upload x");
     timer_->end();
-    layers(n, attention_splits(n, hp_.n_head, cell + n), first_logit, logits != nullptr);
+    layers(n, attention_splits(n, hp_.n_head, cell + n, p_.memory ? 1 : 0), first_logit, logits != nullptr);
     if (!p_.output) {
         check(cudaMemcpyAsync(x, x_.get(), n * E * sizeof(float), cudaMemcpyDeviceToHost, stream_), "download x");
     } else if (logits) {
@@ -365,6 +401,7 @@ void Impl::layers(int64_t n, int n_split, int64_t first_logit, bool logits) {
             mul(L.wk, xn, k, n, {}, false, qkv_q8);
             mul(L.wv, xn, v, n, {}, false, qkv_q8);
         }
+        fold_memory(li, q, n, sb);
         // Banded rows are redone after the merge, so it does not quantize for wo then.
         const auto bands = band_runs(li, n);
         const bool wo_q8 = uses_q8(L.wo, n) && hp_.head_dim % 32 == 0 && bands.empty();  // the merge quantizes

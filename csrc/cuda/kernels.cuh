@@ -89,18 +89,22 @@ struct AttentionShape {
 // SelfExtend is on, else null) attends to cells [0, n_kv) of kv, n_kv = step[1] read on the
 // device, whose positions are k_pos, under the causal / sliding-window mask and the
 // SelfExtend pair rule. Keys are split n_split ways (attention_splits of an upper bound of
-// n_kv); partial: scratch of attention_scratch_floats(n_tok, ..., n_split) floats. q8: out
-// also quantized for the output matmul (head_dim a multiple of 32), or null.
+// n_kv); partial: scratch of attention_scratch_floats(n_tok, ..., n_split + n_extra) floats,
+// (row, split, hd + 2) = acc, m, l; the n_extra splits after the key splits hold partial
+// states filled beforehand (the kNN memory's part), merged with the rest. q8: out also
+// quantized for the output matmul (head_dim a multiple of 32), or null.
 void attention(const float* q, const float* q_group, const int32_t* q_pos, int64_t n_tok, const DeviceKV& kv,
-               const int32_t* k_pos, const int32_t* step, int n_split, const AttentionShape& s, float* out,
+               const int32_t* k_pos, const int32_t* step, int n_split, int n_extra, const AttentionShape& s, float* out,
                float* partial, int64_t partial_floats, cudaStream_t stream, const Q8Act* q8 = nullptr);
-int attention_splits(int64_t n_tok, int64_t n_head, int64_t n_kv_bound);
+// Key splits for a chunk, leaving room for `reserved` extra splits in the merge.
+int attention_splits(int64_t n_tok, int64_t n_head, int64_t n_kv_bound, int reserved = 0);
 int64_t attention_scratch_floats(int64_t n_tok, int64_t n_head, int64_t head_dim, int n_split);
 
 // Device arrays one attention step reads besides q, k, v.
 struct StepBuffers {
     const int32_t* step = nullptr;      // (2,) cell, n_kv = cell + n: where this chunk goes
     int n_split = 1;                    // attention_splits(n, n_head, an upper bound of n_kv)
+    int n_extra = 0;                    // partial states after the key splits, filled by the host
     const int32_t* pos = nullptr;       // (n,) the chunk's positions
     int32_t* cell_pos = nullptr;        // (n_ctx,) positions of the cells; the chunk's are written
     const int32_t* qpos_g = nullptr;    // (n,) SelfExtend query positions, or null when off

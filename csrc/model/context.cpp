@@ -40,8 +40,6 @@ static const ContextParams& validated(const ContextParams& p, const HParams& hp)
                               std::to_string(p.n_ctx) + "); raise n_ctx or lower W");
     if (p.memory.enabled() && p.self_extend.enabled())
         throw InvalidArgument("kNN memory and SelfExtend cannot be combined; choose one");
-    if (p.memory.enabled() && p.n_gpu_layers != 0)  // memory slots are looked up by CPU cache layer
-        throw InvalidArgument("the kNN memory runs on the CPU: use n_gpu_layers 0 with memory");
     if (p.kv_type == KVType::Q8_0 && hp.head_dim % 32 != 0)
         throw InvalidArgument("kv_type q8_0 needs a head dimension that is a multiple of 32; this model's is " +
                               std::to_string(hp.head_dim) + " (use f16)");
@@ -69,6 +67,7 @@ Context::Context(std::shared_ptr<const ModelFile> model, const ContextParams& pa
         memory_ = KVMemory(params_.memory, hp_.n_layer, hp_.n_head_kv, hp_.head_dim);
         attn_.memory = &memory_;
     }
+    attn_.first_layer = n_gpu_;
     params_.n_threads = pool_.size();
     rope_.mode = hp_.arch->arch == Arch::Llama ? RopeMode::Normal : RopeMode::NeoX;
     rope_.n_rot = hp_.n_rot;
@@ -109,6 +108,10 @@ Context::Context(std::shared_ptr<const ModelFile> model, const ContextParams& pa
         dp.rope = rope_;
         dp.self_extend = params_.self_extend;
         dp.transition = params_.transition;
+        if (memory_.enabled()) {
+            device_memory_ = make_device_memory();
+            dp.memory = device_memory_.get();
+        }
         dp.sliding_window = attn_.sliding_window;
         gpu_ = cuda::make_device_layers(hp_, w_, dp);
     }

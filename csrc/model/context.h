@@ -92,6 +92,9 @@ private:
     // Scratch for one chunk of up to n_batch tokens.
     std::vector<float> x_, xn_, q_, k_, v_, qkv_, att_, tmp_, gate_, up_;
     std::vector<float> qg_, kg_;  // SelfExtend's grouped rotations, empty when it is off
+    // The kNN memory's part of device layers (context_memory.cpp); null unless memory and a GPU.
+    std::unique_ptr<cuda::MemorySide> make_device_memory();
+    std::unique_ptr<cuda::MemorySide> device_memory_;
     std::unique_ptr<cuda::DeviceLayers> gpu_;  // null unless n_gpu_layers > 0
     std::unique_ptr<AttentionCapture> capture_;  // null unless a capture was asked for
 };

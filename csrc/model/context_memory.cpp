@@ -3,10 +3,53 @@
 // Kept apart from the forward pass: the memory reaches attention through AttentionParams.
 #include <algorithm>
 
+#include "attention/memory_attention.h"
 #include "core/error.h"
 #include "model/context.h"
 
 namespace pyllong {
+
+// The memory's part of a device layer's attention: the CPU loop's memory policy and scan
+// (memory_attention.h) on the queries the device sends down, rotated here as attention_step
+// rotates them for memory scores (at the memory distance, else at their positions).
+namespace {
+
+class DeviceMemory final : public cuda::MemorySide {
+public:
+    DeviceMemory(const KVMemory& memory, const HParams& hp, const RopeParams& rope, const AttentionParams& attn,
+                 ThreadPool& pool, int n_threads)
+        : memory_(memory), hp_(hp), rope_(rope), attn_(attn), pool_(pool), n_threads_(n_threads) {
+        attn_.first_layer = 0;  // fold's `layer` is the model's
+    }
+    bool active(int64_t layer) const override {
+        const int64_t slot = memory_.slot(layer);
+        return slot >= 0 && memory_.size(slot) > 0;
+    }
+    void fold(int64_t layer, const float* q, const int32_t* pos, int64_t n, float* partial) override {
+        q_mem_.assign(q, q + n * hp_.n_head * hp_.head_dim);  // (n, n_head * head_dim)
+        const int64_t distance = memory_.params().distance;
+        std::vector<int32_t> at(pos, pos + n);  // (n,)
+        if (distance > 0) std::fill(at.begin(), at.end(), static_cast<int32_t>(distance));
+        rope(q_mem_.data(), at.data(), n, hp_.n_head, hp_.head_dim, rope_);
+        const attn::MemoryPolicy mp = attn::memory_policy(attn_, layer, q_mem_.data(), nullptr);
+        attn::memory_states(n, attn_, mp, partial, pool_, n_threads_);
+    }
+
+private:
+    const KVMemory& memory_;
+    const HParams& hp_;
+    const RopeParams& rope_;
+    AttentionParams attn_;
+    ThreadPool& pool_;
+    int n_threads_;
+    std::vector<float> q_mem_;
+};
+
+}  // namespace
+
+std::unique_ptr<cuda::MemorySide> Context::make_device_memory() {
+    return std::make_unique<DeviceMemory>(memory_, hp_, rope_, attn_, pool_, params_.n_threads);
+}
 
 // An input longer than last_context_length: all but its last last_context_length tokens go
 // through in chunks of W. From an empty window ("no local cache" in the reference) each chunk
@@ -55,10 +98,13 @@ void Context::flush_to_memory() {
     for (int64_t l = 0; l < hp_.n_layer; ++l) {
         const int64_t slot = memory_.slot(l);
         if (slot < 0) continue;  // other layers drop their window
+        if (l < n_gpu_) gpu_->read_kv(l, n, k.data(), v.data());
         for (int64_t c = 0; c < n; ++c) {
-            cache_.load_key(l, c, k.data() + c * kv_dim);
+            if (l >= n_gpu_) {
+                cache_.load_key(l - n_gpu_, c, k.data() + c * kv_dim);
+                cache_.load_value(l - n_gpu_, c, v.data() + c * kv_dim);
+            }
             rope_delta(k.data() + c * kv_dim, -pos[c], hp_.n_head_kv, hp_.head_dim, rope_);
-            cache_.load_value(l, c, v.data() + c * kv_dim);
         }
         memory_.append(slot, k.data(), v.data(), n);
     }

@@ -76,8 +76,6 @@ void check_combinations(const ChatOptions& o) {
     if (o.evict_shift)
         throw InvalidArgument("--evict shift cannot be combined with --memory: old turns move into the memory "
                               "instead of being cut out; use --evict rebuild");
-    if (o.n_gpu_layers != 0)
-        throw InvalidArgument("the kNN memory runs on the CPU: use -ngl 0 with --memory");
     if (o.se_window > 0) throw InvalidArgument("--memory cannot be combined with --self-extend; choose one");
     if (o.transition.enabled)
         throw InvalidArgument("the kNN memory and the Attention Transition cannot be combined; choose one");
