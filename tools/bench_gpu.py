@@ -5,9 +5,10 @@
   the bandwidth decode achieves (weight + KV bytes read per token) against the measured
   device-to-device copy bandwidth;
 - decode at depth D of a SmolLM2-shaped model (or a real GGUF via --model) with plain
-  attention, SelfExtend and (when available) the memory, all layers on the GPU.
+  attention, SelfExtend and the kNN memory (D tokens read into memory, a window of
+  --memory-window on the device), all layers on the GPU.
 
-    python tools/bench_gpu.py [--skip-7b] [--depths 4096,32768] [--model PATH] [--json OUT]
+    python tools/bench_gpu.py [--skip-7b] [--depths 4096,32768] [--model PATH] [--memory knn,64] [--json OUT]
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from pyllong import _core  # noqa: E402
 from pyllong.bench import decode_weight_bytes  # noqa: E402
+from pyllong.memory import default_layers  # noqa: E402
 from pyllong.models import synthetic as syn  # noqa: E402
 
 SMOLLM2_SHAPE = dict(arch="llama", vocab="bpe", qtype="Q4_1", n_layer=30, n_embd=576, n_head=9, n_head_kv=3,
@@ -87,12 +89,31 @@ def bench_model(path: str, n_prompt: int, n_gen: int, depth: int, reps: int, sel
                 bytes_per_token=decode_weight_bytes(mf) + kv_read, kv_bytes=ctx.kv_bytes)
 
 
+def bench_memory(path: str, depth: int, mode: str, k: int, window: int, n_gen: int = 64) -> dict:
+    """Decode after depth tokens went into the memory (LongLLaMA's input rule: all but the last
+    window/2 tokens in chunks of the window), the memory at its default layers."""
+    mf = _core.ModelFile(path)
+    hp = mf.hparams
+    rng = np.random.default_rng(0)
+    mem = dict(layers=default_layers(hp["n_layer"]), window=window, last_context_length=window // 2, mode=mode, k=k,
+               cap=0, ivf=mode == "knn")
+    ctx = _core.Context(mf, n_ctx=window, n_threads=4, n_batch=512, memory=mem, n_gpu_layers=-1)
+    t0 = time.perf_counter()
+    ctx.eval(rng.integers(0, hp["n_vocab"], depth).tolist(), False)
+    fill = depth / (time.perf_counter() - t0)
+    tg = timed_decode(ctx, n_gen, rng)
+    return dict(model=os.path.basename(path), n_depth=depth, memory=f"{mode},k={k},window={window}",
+                memory_tokens=ctx.memory.size, n_gen=n_gen, tg_ts=tg, fill_ts=fill)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--skip-7b", action="store_true")
     ap.add_argument("--depths", default="4096,32768")
     ap.add_argument("--model", default=None, help="GGUF for the depth runs (default: a SmolLM2-shaped synthetic)")
     ap.add_argument("--self-extend", default="8,1024", help="G,W for the depth runs")
+    ap.add_argument("--memory", default="knn,64", help="mode,k for the memory depth runs ('' = none)")
+    ap.add_argument("--memory-window", type=int, default=2048)
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
     print(f"device: {_core.cuda_device_name(0)}", flush=True)
@@ -120,6 +141,11 @@ def main(argv=None) -> int:
     for depth in [int(d) for d in a.depths.split(",") if d]:
         for se in (None, (g, w)):
             r = bench_model(path, 512, 64, depth, 1, self_extend=se, n_batch=2048)
+            out["runs"].append(r)
+            print(json.dumps(r), flush=True)
+        if a.memory:
+            mode, k = a.memory.split(",")
+            r = bench_memory(path, depth, mode, int(k), a.memory_window)
             out["runs"].append(r)
             print(json.dumps(r), flush=True)
     if a.json:
