@@ -4,6 +4,10 @@
 #
 #   tools/sanitize.sh                 # build, then the default subset below
 #   tools/sanitize.sh tests/test_state.py -k corrupt   # build, then these pytest arguments
+#   PYLLONG_SANITIZE_CUDA_EMU=1 tools/sanitize.sh       # the CUDA emulator's build (build/asan-emu),
+#                                                       # then tests/test_cuda_backend.py: the
+#   kernels' device memory is host memory there, so an out-of-bounds access in a kernel is
+#   reported like any other (what compute-sanitizer's memcheck does on a GPU).
 #
 # The sanitized _core module goes to build/asan/pkg/pyllong/ (beside symlinks to the Python
 # sources), never over the development module in pyllong/; the sanitized pyllong-chat is put
@@ -14,9 +18,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 BUILD=$ROOT/build/asan
+EMU=${PYLLONG_SANITIZE_CUDA_EMU:-0}
+options=()
+if [ "$EMU" = 1 ]; then
+  BUILD=$ROOT/build/asan-emu
+  options=(-DPYLLONG_CUDA_EMU=ON)
+fi
 PKG=$BUILD/pkg
 
-cmake -S . -B "$BUILD" -G Ninja -DPYLLONG_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+cmake -S . -B "$BUILD" -G Ninja -DPYLLONG_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo "${options[@]}" \
       -DPYLLONG_MODULE_OUTPUT_DIR="$PKG/pyllong" >/dev/null
 nice ninja -C "$BUILD"
 
@@ -48,7 +58,9 @@ assert c.__file__.startswith(os.environ["PYTHONPATH"]), f"not the sanitized modu
 print("sanitized module:", c.__file__)
 '
 
-if [ $# -eq 0 ]; then
+if [ $# -eq 0 ] && [ "$EMU" = 1 ]; then
+  set -- tests/test_cuda_backend.py -q -p no:cacheprovider
+elif [ $# -eq 0 ]; then
   set -- tests/test_state.py tests/test_runtime_inputs.py tests/test_interrupts_threads.py \
          tests/test_gguf_hardening.py tests/test_gguf_reader.py tests/test_model_api.py tests/test_forward.py \
          tests/test_self_extend.py tests/test_tokenizer_bpe.py tests/test_tokenizer_spm.py tests/test_sampling.py \

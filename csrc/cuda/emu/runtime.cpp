@@ -14,6 +14,10 @@
 
 #include "cuda/emu/prelude.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/common_interface_defs.h>
+#endif
+
 namespace pyllong::emu {
 
 thread_local uint3 t_thread, t_block;
@@ -54,10 +58,30 @@ pyllong_emu_switch:
     .text
 )");
 
+// Under AddressSanitizer (tools/sanitize.sh with PYLLONG_SANITIZE_CUDA_EMU=1: out-of-bounds
+// device accesses of a kernel then fail like host ones) every switch is announced, so that
+// ASan knows which stack is live.
+#if defined(__SANITIZE_ADDRESS__)
+struct AsanStack {
+    const void* bottom = nullptr;
+    size_t size = 0;
+};
+thread_local AsanStack t_sched_stack;  // the scheduler's, learnt by the first fiber to start
+inline void asan_leave(void** fake, const void* bottom, size_t size) { __sanitizer_start_switch_fiber(fake, bottom, size); }
+inline void asan_arrive(void* fake, AsanStack* from) {
+    __sanitizer_finish_switch_fiber(fake, from ? &from->bottom : nullptr, from ? &from->size : nullptr);
+}
+#else
+struct AsanStack {};
+inline void asan_leave(void**, const void*, size_t) {}
+inline void asan_arrive(void*, AsanStack*) {}
+#endif
+
 enum class State { Ready, AtBlock, AtWarp, Done };
 
 struct Fiber {
     void* sp = nullptr;
+    void* asan_fake = nullptr;  // ASan's fake stack of this fiber while it is switched out
     State state = State::Ready;
     uint64_t slot = 0;  // the shuffle exchange
     uint3 idx{};
@@ -75,11 +99,22 @@ struct BlockRun {
 constexpr size_t kStackBytes = 64 << 10;
 thread_local BlockRun t_run;
 
+void to_scheduler(Fiber& f, bool done) {
+#if defined(__SANITIZE_ADDRESS__)
+    asan_leave(done ? nullptr : &f.asan_fake, t_sched_stack.bottom, t_sched_stack.size);
+#endif
+    pyllong_emu_switch(&f.sp, t_run.sched);
+    asan_arrive(f.asan_fake, nullptr);
+}
+
 [[noreturn]] void fiber_main() {
+#if defined(__SANITIZE_ADDRESS__)
+    asan_arrive(nullptr, &t_sched_stack);
+#endif
     (*t_run.body)();
     Fiber& f = t_run.fibers[t_run.cur];
     f.state = State::Done;
-    pyllong_emu_switch(&f.sp, t_run.sched);  // never resumed
+    to_scheduler(f, /*done=*/true);  // never resumed
     __builtin_unreachable();
 }
 
@@ -97,7 +132,7 @@ void* fresh_stack(char* base) {
 void yield(State s) {
     Fiber& f = t_run.fibers[t_run.cur];
     f.state = s;
-    pyllong_emu_switch(&f.sp, t_run.sched);
+    to_scheduler(f, /*done=*/false);
 }
 
 [[noreturn]] void deadlock(const char* what) {
@@ -119,7 +154,10 @@ void run_block(int n) {
             if (r.fibers[i].state != State::Ready) continue;
             r.cur = i;
             t_thread = r.fibers[i].idx;
+            void* fake = nullptr;
+            asan_leave(&fake, r.stacks.get() + i * kStackBytes, kStackBytes);
             pyllong_emu_switch(&r.sched, r.fibers[i].sp);
+            asan_arrive(fake, nullptr);
         }
         int live = 0, at_block = 0;
         for (int i = 0; i < n; ++i) {
