@@ -223,6 +223,23 @@ def test_python_api_generates_the_same_greedy_text_on_gpu():
 
 
 @needs_gpu
+def test_python_api_memory_and_transition_on_gpu_equal_cpu():
+    path = syn.cached_model(**syn.preset_params("tiny-llama-bpe"))
+    texts = []
+    for ngl in (0, -1):
+        m = pyllong.Model(path, n_ctx=64, seed=0, n_gpu_layers=ngl, memory=pyllong.Memory(layers=[0, 1], window=32))
+        m.memory.add_document("the pass key is 4711. " * 12)
+        fork = pyllong.Model(path, n_ctx=64, seed=0, n_gpu_layers=ngl, memory=m.memory.snapshot())
+        texts.append((m.generate("the pass key is", max_tokens=12, temperature=0),
+                      fork.generate("the pass key is", max_tokens=12, temperature=0), m.memory.tokens))
+    assert texts[1] == texts[0] and texts[0][2] > 100
+    prompt = " ".join(f"w{i}" for i in range(150))  # > 400 tokens: the Transition edits
+    outs = [pyllong.Model(path, n_ctx=1024, seed=0, n_gpu_layers=ngl, transition=True).generate(
+        prompt, max_tokens=6, temperature=0) for ngl in (0, -1)]
+    assert outs[1] == outs[0]
+
+
+@needs_gpu
 def test_device_memory_shortfall_is_a_clear_error():
     # 24 layers x 2^24 cells x 128 kv dims x (K + V) f16 = 200 GB: more than any GPU here.
     path = syn.cached_model(**syn.preset_params("tiny-llama-k", n_layer=24))
