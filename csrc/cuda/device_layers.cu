@@ -117,12 +117,12 @@ private:
     bool graphs_ = false;
     // Scratch for one chunk of up to n_batch tokens.
     DeviceBuffer<float> x_, xn_, q_, k_, v_, qkv_, att_, gate_, up_, qg_, partial_, logits_;
-    // (kDecodeMaxTokens, max n_in) 8-bit activations, and their (.., max n_in / 32) scales.
     // Attention Transition: (trans_rows_, n_head, n_ctx) probability rows of banded queries.
     DeviceBuffer<float> trans_;
     int64_t trans_rows_ = 0;
     // kNN memory: the chunk's queries (n_batch, q_dim) down, memory states (n_batch * n_head, hd + 2) up.
     PinnedBuffer<float> mem_q_, mem_states_;
+    // (kDecodeMaxTokens, max n_in) 8-bit activations, and their (.., max n_in / 32) scales.
     DeviceBuffer<int8_t> xq_bytes_;
     DeviceBuffer<float2> xq_scales_;
     Q8Act xq_;
