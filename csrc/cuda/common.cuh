@@ -81,13 +81,6 @@ private:
     size_t n_ = 0;
 };
 
-// Built for the CUDA emulator (emu/prelude.h): launches run on the CPU as they are made.
-#ifdef PYLLONG_CUDA_EMULATED
-constexpr bool kEmulated = true;
-#else
-constexpr bool kEmulated = false;
-#endif
-
 inline int blocks_for(int64_t n, int threads) { return static_cast<int>((n + threads - 1) / threads); }
 
 // Programmatic dependent launch (Hopper and later): a kernel launched with it may start while
@@ -116,7 +109,7 @@ void launch(void (*kernel)(P...), dim3 grid, dim3 block, cudaStream_t stream, bo
 #ifdef PYLLONG_CUDA_EMULATED
     (void)stream;
     (void)pdl;
-    emu::run_grid(grid, block, [&] { kernel(args...); });
+    emu::run_grid(grid, block, [=] { kernel(args...); });  // by value: a captured graph replays it
 #else
     if (pdl && pdl_enabled()) {
         cudaLaunchConfig_t cfg{};

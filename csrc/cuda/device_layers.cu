@@ -211,7 +211,7 @@ Impl::Impl(const HParams& hp, const ModelWeights& w, const DeviceLayersParams& p
     chunk_host_ = PinnedBuffer<int32_t>(2 + 3 * nb_);
     const char* env = std::getenv("PYLLONG_CUDA_GRAPHS");
     // Not with the kNN memory: the host computes its part in the middle of the pass.
-    graphs_ = p.output && !timer_->on() && !kEmulated && !p.memory && !(env && std::string(env) == "0");
+    graphs_ = p.output && !timer_->on() && !p.memory && !(env && std::string(env) == "0");
     if (graphs_) {
         x_host_ = PinnedBuffer<float>(E);
         logits_host_ = PinnedBuffer<float>(hp.n_vocab);

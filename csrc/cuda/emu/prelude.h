@@ -8,8 +8,11 @@
 // points where a fiber waits for the rest of its block or warp. __shared__ variables are
 // function statics (one per OS thread: the fibers of a block share them).
 //
+// Launches and copies run when they are made, except under stream capture: they are then
+// recorded and run, in order, each time the graph is launched.
+//
 // What it checks: results, barriers and warp exchanges as the CUDA model defines them. What
-// it does not: timing, memory coalescing, races between blocks (blocks run one after another).
+// it does not: timing, memory coalescing, races between blocks.
 #pragma once
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -31,7 +34,8 @@ namespace pyllong::emu {
 extern thread_local uint3 t_thread, t_block;
 extern thread_local dim3 t_block_dim, t_grid_dim;
 
-// Runs body once per thread of every block of the grid, blocks one after another.
+// Runs body once per thread of every block of the grid (or, while this thread captures a
+// graph, records it to run when the graph is launched).
 void run_grid(dim3 grid, dim3 block, const std::function<void()>& body);
 void sync_block();
 void sync_warp();

@@ -1,7 +1,8 @@
 // The CUDA emulator's runtime (see prelude.h): the CUDA runtime functions the backend calls,
 // over host memory, and the block scheduler that runs a kernel's threads as fibers.
-// Everything is synchronous: a launch or copy has finished when the call returns, so streams,
-// events and synchronization have nothing to wait for.
+// Everything is synchronous: a launch or copy has finished when the call returns (or, under
+// stream capture, is recorded for the graph), so streams, events and synchronization have
+// nothing to wait for.
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -209,8 +210,23 @@ void run_blocks(dim3 grid, dim3 block, const std::function<void()>& body, int64_
 
 }  // namespace
 
+// The work a capturing thread has recorded (null: not capturing), in stream order.
+using Graph = std::vector<std::function<void()>>;
+thread_local Graph* t_capture = nullptr;
+
+// Runs op now, or records it when this thread captures a graph.
+cudaError_t run_or_record(std::function<void()> op) {
+    if (t_capture) t_capture->push_back(std::move(op));
+    else op();
+    return cudaSuccess;
+}
+
 // Blocks are independent in the CUDA model, so they are shared out over the host's cores.
 void run_grid(dim3 grid, dim3 block, const std::function<void()>& body) {
+    if (t_capture) {
+        t_capture->push_back([grid, block, body] { run_grid(grid, block, body); });
+        return;
+    }
     const int n = static_cast<int>(block.x * block.y * block.z);
     if (n <= 0 || n > 1024) deadlock("invalid block size");
     const int64_t n_blocks = int64_t{grid.x} * grid.y * grid.z;
@@ -257,18 +273,20 @@ cudaError_t cudaMemcpy(void* dst, const void* src, size_t n, cudaMemcpyKind) {
     if (n) std::memmove(dst, src, n);
     return cudaSuccess;
 }
-cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t n, cudaMemcpyKind k, cudaStream_t) {
-    return cudaMemcpy(dst, src, n, k);
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t n, cudaMemcpyKind, cudaStream_t) {
+    return pyllong::emu::run_or_record([=] {
+        if (n) std::memmove(dst, src, n);
+    });
 }
 cudaError_t cudaMemcpy2DAsync(void* dst, size_t dpitch, const void* src, size_t spitch, size_t width, size_t height,
                               cudaMemcpyKind, cudaStream_t) {
-    for (size_t r = 0; r < height; ++r)
-        std::memmove(static_cast<char*>(dst) + r * dpitch, static_cast<const char*>(src) + r * spitch, width);
-    return cudaSuccess;
+    return pyllong::emu::run_or_record([=] {
+        for (size_t r = 0; r < height; ++r)
+            std::memmove(static_cast<char*>(dst) + r * dpitch, static_cast<const char*>(src) + r * spitch, width);
+    });
 }
 cudaError_t cudaMemsetAsync(void* p, int v, size_t n, cudaStream_t) {
-    std::memset(p, v, n);
-    return cudaSuccess;
+    return pyllong::emu::run_or_record([=] { std::memset(p, v, n); });
 }
 cudaError_t cudaMemGetInfo(size_t* free_b, size_t* total_b) {
     *free_b = *total_b = kDeviceBytes;
@@ -313,13 +331,33 @@ cudaError_t cudaStreamDestroy(cudaStream_t s) {
     delete reinterpret_cast<char*>(s);
     return cudaSuccess;
 }
-// Graphs would record launches the emulator has already run: the backend never captures here.
-cudaError_t cudaStreamBeginCapture(cudaStream_t, cudaStreamCaptureMode) { return cudaErrorNotSupported; }
-cudaError_t cudaStreamEndCapture(cudaStream_t, cudaGraph_t*) { return cudaErrorNotSupported; }
-cudaError_t cudaGraphInstantiate(cudaGraphExec_t*, cudaGraph_t, unsigned long long) { return cudaErrorNotSupported; }
-cudaError_t cudaGraphLaunch(cudaGraphExec_t, cudaStream_t) { return cudaErrorNotSupported; }
-cudaError_t cudaGraphDestroy(cudaGraph_t) { return cudaSuccess; }
-cudaError_t cudaGraphExecDestroy(cudaGraphExec_t) { return cudaSuccess; }
+// A graph is the list of recorded work; an executable graph, a copy of it.
+cudaError_t cudaStreamBeginCapture(cudaStream_t, cudaStreamCaptureMode) {
+    if (pyllong::emu::t_capture) return cudaErrorIllegalState;
+    pyllong::emu::t_capture = new pyllong::emu::Graph;
+    return cudaSuccess;
+}
+cudaError_t cudaStreamEndCapture(cudaStream_t, cudaGraph_t* g) {
+    *g = reinterpret_cast<cudaGraph_t>(pyllong::emu::t_capture);
+    pyllong::emu::t_capture = nullptr;
+    return *g ? cudaSuccess : cudaErrorIllegalState;
+}
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t* e, cudaGraph_t g, unsigned long long) {
+    *e = reinterpret_cast<cudaGraphExec_t>(new pyllong::emu::Graph(*reinterpret_cast<pyllong::emu::Graph*>(g)));
+    return cudaSuccess;
+}
+cudaError_t cudaGraphLaunch(cudaGraphExec_t e, cudaStream_t) {
+    for (const auto& op : *reinterpret_cast<pyllong::emu::Graph*>(e)) op();
+    return cudaSuccess;
+}
+cudaError_t cudaGraphDestroy(cudaGraph_t g) {
+    delete reinterpret_cast<pyllong::emu::Graph*>(g);
+    return cudaSuccess;
+}
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t e) {
+    delete reinterpret_cast<pyllong::emu::Graph*>(e);
+    return cudaSuccess;
+}
 cudaError_t cudaEventCreate(cudaEvent_t* e) {
     *e = reinterpret_cast<cudaEvent_t>(new Event);
     return cudaSuccess;
