@@ -162,17 +162,20 @@ def test_self_extend_model_matches_cpu():
 
 @needs_gpu
 @pytest.mark.parametrize("n_gpu_layers", [-1, 2])
-@pytest.mark.parametrize("n_batch", [512, 37])
-def test_transition_model_matches_cpu(n_gpu_layers, n_batch):
+@pytest.mark.parametrize("n_batch,self_extend", [(512, None), (37, None), (37, (4, 64))])
+def test_transition_model_matches_cpu(n_gpu_layers, n_batch, self_extend):
     # 5 layers: 1 and 2 are edited, bands from row 160 (test_transition.py); n_batch 37 splits
-    # the bands across chunks (absolute bands), 512 is one shot.
+    # the bands across chunks (absolute bands), 512 is one shot; with SelfExtend the banded
+    # rows score distant keys at grouped positions.
     path = syn.cached_model(**syn.preset_params("tiny-llama-bpe", n_layer=5, n_ctx_train=1024))
     toks = np.random.default_rng(3).integers(5, 500, 480).tolist()
     mf = _core.ModelFile(path)
-    cpu = _core.Context(mf, n_ctx=512, n_threads=2, n_batch=512, transition=(0.5, 0.1, 2)).eval(toks, True)
+    cpu = _core.Context(mf, n_ctx=512, n_threads=2, n_batch=512, transition=(0.5, 0.1, 2),
+                        self_extend=self_extend).eval(toks, True)
     gpu = _core.Context(mf, n_ctx=512, n_threads=2, n_batch=n_batch, transition=(0.5, 0.1, 2),
-                        n_gpu_layers=n_gpu_layers).eval(toks, True)
-    plain = _core.Context(mf, n_ctx=512, n_threads=2, n_batch=n_batch, n_gpu_layers=n_gpu_layers).eval(toks, True)
+                        self_extend=self_extend, n_gpu_layers=n_gpu_layers).eval(toks, True)
+    plain = _core.Context(mf, n_ctx=512, n_threads=2, n_batch=n_batch, self_extend=self_extend,
+                          n_gpu_layers=n_gpu_layers).eval(toks, True)
     assert _rel_err(gpu, cpu) < 2e-3
     assert _rel_err(plain[160:], cpu[160:]) > 10 * _rel_err(gpu, cpu)  # the edit is there, not lost
 
