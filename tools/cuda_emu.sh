@@ -7,8 +7,8 @@
 #   tools/cuda_emu.sh tests/test_cuda_backend.py -k attention   # build, then these pytest arguments
 #
 # The emulated _core module goes to build/emu/pkg/pyllong/ (beside symlinks to the Python
-# sources), never over the development module in pyllong/. Kernels run one block at a time
-# with a fiber per GPU thread: correct, slow; timings mean nothing here.
+# sources), never over the development module in pyllong/. Each GPU thread is a fiber, blocks
+# are shared over the cores: correct, slow; timings mean nothing here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD

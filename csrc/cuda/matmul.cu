@@ -330,7 +330,7 @@ void launch_gemv(const DeviceMatrix& W, const float* x, const Q8Act* xq, float* 
 
 template <GGMLType T>
 void mat_mul_as(const DeviceMatrix& W, const float* x, const Q8Act* xq, float* y, int64_t n_tok, bool accumulate,
-            cudaStream_t stream) {
+                cudaStream_t stream) {
     // Activations are read in float4s and int4s: rows of whole chunks keep them 16-byte aligned.
     if (n_tok <= kDecodeMaxTokens) {
         switch (n_tok) {
